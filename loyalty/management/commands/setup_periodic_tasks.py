@@ -1,0 +1,45 @@
+"""Declare every schedule in one place (run on deploy; safe to rerun: it updates in place)."""
+
+from django.conf import settings
+from django.core.management.base import BaseCommand
+from django.db import transaction
+from django_celery_beat.models import CrontabSchedule, PeriodicTask
+
+# name: (task, crontab fields, description)
+SCHEDULES = {
+    # https://crontab.guru/#*/15_*_*_*_*
+    "loyalty: expire due points": (
+        "loyalty.tasks.points_expire_due_task", {"minute": "*/15"}, "Expire lots whose expiry has passed.",
+    ),
+    # https://crontab.guru/#59_23_*_*_*
+    "loyalty: yearly clearance": (
+        "loyalty.tasks.points_clearance_task", {"minute": "59", "hour": "23"},
+        "On the clearance date (program settings), clear what expires that day.",
+    ),
+    # https://crontab.guru/#*/10_*_*_*_*
+    "loyalty: release pending points": (
+        "loyalty.tasks.points_release_pending_task", {"minute": "*/10"}, "Make pending points spendable.",
+    ),
+}
+
+
+class Command(BaseCommand):
+    help = "Create or update the Celery beat schedules (django-celery-beat)."
+
+    @transaction.atomic
+    def handle(self, *args, **options):
+        for name, (task, fields, description) in SCHEDULES.items():
+            crontab, _ = CrontabSchedule.objects.get_or_create(
+                minute=fields.get("minute", "*"), hour=fields.get("hour", "*"), day_of_week=fields.get("day_of_week", "*"),
+                day_of_month=fields.get("day_of_month", "*"), month_of_year=fields.get("month_of_year", "*"),
+                timezone=settings.TIME_ZONE,
+            )
+            PeriodicTask.objects.update_or_create(
+                name=name, defaults={"task": task, "crontab": crontab, "interval": None, "enabled": True,
+                                     "description": description},
+            )
+            self.stdout.write(f"scheduled {name}: {task}")
+        stale = PeriodicTask.objects.filter(name__startswith="loyalty: ").exclude(name__in=SCHEDULES)
+        for task in stale:
+            self.stdout.write(f"removed stale schedule {task.name}")
+        stale.delete()

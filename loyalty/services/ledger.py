@@ -1,0 +1,156 @@
+"""Ledger primitives. Callers hold the member's account locks (``loyalty.locks``) and an atomic block."""
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import Any
+
+from django.db import transaction
+from django.db.models import F
+from django.utils import timezone
+
+from loyalty.exceptions import InsufficientPoints, LoyaltyError, MemberClosed, MemberFrozen, MemberNotFound
+from loyalty.locks import member_accounts_lock
+from loyalty.models import Account, AccountKind, Lot, SystemAccount, Transfer, Unit
+from members.models import Member, MemberStatus
+
+
+@dataclass
+class MemberAccounts:
+    member: Member
+    points: Account
+    pending: Account
+
+    @property
+    def available(self) -> int:
+        return max(0, self.points.balance)
+
+    @property
+    def debt(self) -> int:
+        return max(0, -self.points.balance)
+
+
+class LedgerInconsistent(LoyaltyError):
+    """Cached figures disagree with lots: never expected; ``ledger_audit`` names the account."""
+
+    code = "ledger_inconsistent"
+    http_status = 500
+
+
+def system_account(code: SystemAccount | str, unit: str = Unit.POINTS) -> Account:
+    account, _ = Account.objects.get_or_create(kind=AccountKind.SYSTEM, system_code=str(code), unit=unit)
+    return account
+
+
+def member_accounts_for_write(*, member: Member, require: str = "active") -> MemberAccounts:
+    """Lock the member's accounts (pk order) and check the member may do this.
+
+    ``require``: "active" (earn, spend), "open" (not closed: staff adjustments), "any" (refunds).
+    """
+    locked = member_accounts_lock(member=member)
+    if AccountKind.MEMBER_POINTS not in locked:
+        raise MemberNotFound()
+    status = Member.objects.filter(pk=member.pk).values_list("status", flat=True).first()
+    if require == "active" and status == MemberStatus.FROZEN:
+        raise MemberFrozen()
+    if require in ("active", "open") and status == MemberStatus.CLOSED:
+        raise MemberClosed()
+    return MemberAccounts(member=member, points=locked[AccountKind.MEMBER_POINTS], pending=locked[AccountKind.MEMBER_PENDING])
+
+
+def _bump(account: Account, field: str, amount: int) -> None:
+    if account.is_system:  # derived from transfers: no hot row
+        return
+    Account.objects.filter(pk=account.pk).update(**{field: F(field) + amount, "updated_at": timezone.now()})
+    setattr(account, field, getattr(account, field) + amount)
+
+
+def transfer_post(*, debit: Account, credit: Account, amount: int, code: str, occurred_at: dt.datetime,
+                  idempotency_key: str, source: str, member: Member | None = None, breakdown: dict | None = None,
+                  **fields: Any) -> Transfer:
+    """Append one transfer and bump the cached figures of the member accounts it touches."""
+    assert transaction.get_connection().in_atomic_block, "post transfers inside the caller's transaction"
+    transfer = Transfer.objects.create(
+        debit_account=debit, credit_account=credit, amount=amount, unit=debit.unit, code=code,
+        occurred_at=occurred_at, idempotency_key=idempotency_key, source=source, member=member,
+        breakdown=breakdown or {}, **fields,
+    )
+    _bump(debit, "debits_posted", amount)
+    _bump(credit, "credits_posted", amount)
+    return transfer
+
+
+def points_credit(*, accounts: MemberAccounts, from_account: Account, amount: int, code: str, occurred_at: dt.datetime,
+                  expires_at: dt.datetime | None, idempotency_key: str, available_at: dt.datetime | None = None,
+                  breakdown: dict | None = None, **fields: Any) -> Transfer:
+    """Credit points as a new lot; pending until ``available_at`` when that is later than ``occurred_at``.
+
+    Points credited to a member in debt settle the debt first: the lot keeps only the rest.
+    """
+    pending = available_at is not None and available_at > occurred_at
+    target = accounts.pending if pending else accounts.points
+    settled = 0 if pending else min(amount, accounts.debt)
+    breakdown = dict(breakdown or {})
+    if settled:
+        breakdown["debt_settled"] = settled
+    transfer = transfer_post(
+        debit=from_account, credit=target, amount=amount, code=code, occurred_at=occurred_at,
+        idempotency_key=idempotency_key, member=accounts.member, breakdown=breakdown, **fields,
+    )
+    Lot.objects.create(
+        account=target, transfer=transfer, amount=amount, remaining=amount - settled, earned_at=occurred_at,
+        expires_at=expires_at, pending=pending, available_at=available_at if pending else occurred_at,
+    )
+    return transfer
+
+
+def lots_consume(*, account: Account, amount: int, prefer_transfer_id: int | None = None,
+                 pending: bool = False) -> tuple[list[list], int]:
+    """Take ``amount`` from open lots: soonest-expiring first, then oldest, never-expiring last.
+
+    Lots credited by ``prefer_transfer_id`` (a refunded purchase's own points) go first.
+    Returns ``([[lot_id, taken, expires_at_iso], …], shortfall)``.
+    """
+    lots = list(
+        Lot.objects.select_for_update()
+        .filter(account=account, remaining__gt=0, pending=pending)
+        .order_by(F("expires_at").asc(nulls_last=True), "earned_at", "id")
+    )
+    if prefer_transfer_id is not None:
+        lots.sort(key=lambda lot: lot.transfer_id != prefer_transfer_id)  # stable: order kept otherwise
+    consumed, changed, left = [], [], amount
+    for lot in lots:
+        if left == 0:
+            break
+        take = min(lot.remaining, left)
+        lot.remaining -= take
+        left -= take
+        changed.append(lot)
+        consumed.append([lot.pk, take, lot.expires_at.isoformat() if lot.expires_at else None])
+    if changed:
+        now = timezone.now()
+        for lot in changed:
+            lot.updated_at = now
+        Lot.objects.bulk_update(changed, ["remaining", "updated_at"])
+    return consumed, left
+
+
+def points_debit(*, accounts: MemberAccounts, to_account: Account, amount: int, code: str, occurred_at: dt.datetime,
+                 idempotency_key: str, allow_debt: bool = False, prefer_transfer_id: int | None = None,
+                 breakdown: dict | None = None, **fields: Any) -> Transfer:
+    """Debit available points (lots soonest-expiring first). Only refund clawbacks may create debt."""
+    if amount > accounts.available and not allow_debt:
+        raise InsufficientPoints(available=accounts.available, requested=amount)
+    consumed, shortfall = lots_consume(
+        account=accounts.points, amount=min(amount, accounts.available), prefer_transfer_id=prefer_transfer_id
+    )
+    if shortfall:
+        raise LedgerInconsistent(f"lots of account {accounts.points.pk} do not cover its balance")
+    breakdown = dict(breakdown or {})
+    breakdown["lots"] = consumed
+    debt_created = amount - min(amount, accounts.available)
+    if debt_created:
+        breakdown["debt_created"] = debt_created
+    return transfer_post(
+        debit=accounts.points, credit=to_account, amount=amount, code=code, occurred_at=occurred_at,
+        idempotency_key=idempotency_key, member=accounts.member, breakdown=breakdown, **fields,
+    )

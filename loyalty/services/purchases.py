@@ -1,0 +1,258 @@
+"""Purchases and refunds: earn at the base rate, pay with points, claw back and return on refund."""
+
+import datetime as dt
+from decimal import ROUND_CEILING, ROUND_FLOOR, ROUND_HALF_UP, Decimal
+from typing import Any
+
+from django.contrib.auth.models import AbstractBaseUser
+from django.db import transaction
+from django.db.models import Sum
+from django.utils.translation import gettext_lazy as _
+
+from loyalty.earning import purchase_earn_compute
+from loyalty.exceptions import DuplicatePurchase, InvalidInput, RefundExceedsPurchase
+from loyalty.idempotency import fingerprint, idempotency_key_check, replay_or_refuse
+from loyalty.models import Channel, Lot, Purchase, Refund, SystemAccount, TransferCode, TransferSource
+from loyalty.services.ledger import (
+    member_accounts_for_write,
+    points_credit,
+    points_debit,
+    system_account,
+    transfer_post,
+)
+from loyalty.services.program import program_settings_get
+from loyalty.validation import lines_clean, money_clean, points_clean, text_clean, time_clean
+from members.models import Member, Store
+
+
+@transaction.atomic
+def purchase_record(*, member: Member, store: Store, external_id: str, occurred_at: dt.datetime, total: Any,
+                    now: dt.datetime, lines: list[dict] | None = None, channel: str = Channel.STORE,
+                    points_to_pay: int = 0, idempotency_key: str | None = None,
+                    staff_user: AbstractBaseUser | None = None) -> Purchase:
+    """Record a purchase: take the points that pay for part of it, then earn on the rest.
+
+    Idempotent: the key defaults to the store and external reference, so a POS retry replays.
+    """
+    total = money_clean(total, field="total")
+    occurred_at = time_clean(occurred_at, field="occurred_at", now=now)
+    clean_lines = lines_clean(lines, total=total)
+    points_to_pay = points_clean(points_to_pay, field="points_to_pay", allow_zero=True)
+    external_id = text_clean(external_id, field="external_id", max_length=64)
+    if channel not in Channel.values:
+        raise InvalidInput(_("channel: “{value}” is not a channel."), field="channel", value=channel)
+    key = idempotency_key_check(idempotency_key or f"purchase:{store.code}:{external_id}")
+    request = fingerprint({
+        "member": member.pk, "store": store.pk, "external_id": external_id, "occurred_at": occurred_at.isoformat(),
+        "total": total, "lines": [line.__dict__ for line in clean_lines], "channel": channel, "points_to_pay": points_to_pay,
+    })
+
+    accounts = member_accounts_for_write(member=member)
+    existing = Purchase.objects.filter(idempotency_key=key).first()
+    if existing is not None:
+        replay_or_refuse(stored_fingerprint=existing.fingerprint, request_fingerprint=request)
+        return existing
+    if Purchase.objects.filter(store=store, external_id=external_id).exists():
+        raise DuplicatePurchase(store=store.code, external_id=external_id)
+
+    program = program_settings_get()
+    paid_value = program.points_to_money(points_to_pay)
+    if paid_value > total:
+        raise InvalidInput(_("points_to_pay: the points are worth more than the purchase."), field="points_to_pay")
+    earn = purchase_earn_compute(program=program, total=total, lines=clean_lines, paid_with_points=paid_value)
+    earn.breakdown["exact"] = str(earn.exact)
+    purchase = Purchase.objects.create(
+        member=member, store=store, external_id=external_id, channel=channel, occurred_at=occurred_at, total=total,
+        lines=[{**line.__dict__, "amount": str(line.amount), "refunded_quantity": 0} for line in clean_lines],
+        points_paid=points_to_pay, points_paid_value=paid_value, points_earned=earn.points,
+        earn_breakdown=earn.breakdown, idempotency_key=key, fingerprint=request, staff_user=staff_user,
+    )
+    common = {"occurred_at": occurred_at, "source": TransferSource.PURCHASE, "purchase": purchase, "staff_user": staff_user}
+    if points_to_pay:
+        points_debit(
+            accounts=accounts, to_account=system_account(SystemAccount.REDEMPTION), amount=points_to_pay,
+            code=TransferCode.PAYMENT, idempotency_key=f"{key}:payment",
+            breakdown={"kind": "payment", "value": str(paid_value)}, **common,
+        )
+    if earn.points:
+        available_at = occurred_at + dt.timedelta(days=program.pending_days) if program.pending_days else None
+        points_credit(
+            accounts=accounts, from_account=system_account(SystemAccount.ISSUANCE), amount=earn.points, code=TransferCode.EARN,
+            expires_at=program.expires_at_for(occurred_at), available_at=available_at,
+            idempotency_key=f"{key}:earn", breakdown=earn.breakdown, **common,
+        )
+    return purchase
+
+
+def _refund_lines_amount(purchase: Purchase, lines: list[dict]) -> tuple[Decimal, Decimal, list[dict]]:
+    """Amount and exact earned points of the refunded line quantities; updates ``purchase.lines``."""
+    earn_lines = {row["line"]: row for row in purchase.earn_breakdown.get("lines", [])}
+    amount, share, applied = Decimal(0), Decimal(0), []
+    if not isinstance(lines, list) or not lines:
+        raise InvalidInput(_("lines: give at least one line to refund."), field="lines")
+    for i, raw in enumerate(lines):
+        if not isinstance(raw, dict):
+            raise InvalidInput(_("lines: each line is an object."), field=f"lines[{i}]")
+        sku = text_clean(raw.get("sku"), field=f"lines[{i}].sku", max_length=64)
+        quantity = raw.get("quantity", 1)
+        if isinstance(quantity, bool) or not isinstance(quantity, int) or quantity < 1:
+            raise InvalidInput(_("{field}: the quantity is a whole number of at least 1."), field=f"lines[{i}].quantity")
+        candidates = [
+            (index, line) for index, line in enumerate(purchase.lines)
+            if line["sku"] == sku and line["quantity"] - line["refunded_quantity"] >= quantity
+        ]
+        if not candidates:
+            raise RefundExceedsPurchase(
+                _("Line {sku}: nothing left to refund in that quantity."), sku=sku, refundable=purchase.refundable_amount
+            )
+        index, line = candidates[0]
+        line_amount = Decimal(line["amount"])
+        before = line["refunded_quantity"]
+        after = before + quantity
+        # Cumulative rounding: refunding every unit returns exactly the line amount.
+        portion = (line_amount * after / line["quantity"]).quantize(Decimal("0.01"), ROUND_HALF_UP) - (
+            line_amount * before / line["quantity"]).quantize(Decimal("0.01"), ROUND_HALF_UP)
+        amount += portion
+        if index in earn_lines:
+            share += Decimal(earn_lines[index]["points"]) * quantity / line["quantity"]
+        line["refunded_quantity"] = after
+        applied.append({"line": index, "sku": sku, "quantity": quantity, "amount": str(portion)})
+    return amount, share, applied
+
+
+@transaction.atomic
+def refund_record(*, purchase: Purchase, occurred_at: dt.datetime, now: dt.datetime, idempotency_key: str,
+                  amount: Any = None, lines: list[dict] | None = None,
+                  staff_user: AbstractBaseUser | None = None) -> Refund:
+    """Refund part or all of a purchase, by amount or by lines.
+
+    Points that paid for the refunded part come back (with the expiry of the lots they came from);
+    points earned on it are clawed back in proportion, from the purchase's own lots first. What the
+    member no longer has becomes debt (settled by later earnings) or a negative balance, per policy.
+    Rounding is cumulative: a full refund reverses exactly what was earned and returns what was paid.
+    """
+    if (amount is None) == (lines is None):
+        raise InvalidInput(_("Give either an amount or lines to refund, not both."), field="amount")
+    occurred_at = time_clean(occurred_at, field="occurred_at", now=now)
+    key = idempotency_key_check(idempotency_key)
+    clean_amount = money_clean(amount, field="amount") if amount is not None else None
+    request = fingerprint({"purchase": purchase.pk, "amount": clean_amount, "lines": lines, "occurred_at": occurred_at.isoformat()})
+
+    accounts = member_accounts_for_write(member=purchase.member, require="any")
+    existing = Refund.objects.filter(idempotency_key=key).first()
+    if existing is not None:
+        replay_or_refuse(stored_fingerprint=existing.fingerprint, request_fingerprint=request)
+        return existing
+    purchase.refresh_from_db()  # under the member lock: refunds of one purchase are serialised
+    if occurred_at < purchase.occurred_at:
+        raise InvalidInput(_("occurred_at: a refund cannot come before its purchase."), field="occurred_at")
+    exact_total = Decimal(purchase.earn_breakdown.get("exact", "0"))
+    if lines is not None:
+        refund_amount, share, applied = _refund_lines_amount(purchase, lines)
+    else:
+        refund_amount, applied = clean_amount, []
+        share = exact_total * refund_amount / purchase.total
+    if refund_amount > purchase.refundable_amount:
+        raise RefundExceedsPurchase(refundable=purchase.refundable_amount)
+
+    refunded_after = purchase.refunded_amount + refund_amount
+    full = refunded_after == purchase.total
+    share_before = Refund.objects.filter(purchase=purchase).aggregate(s=Sum("points_share"))["s"] or Decimal(0)
+    if full:
+        reversed_target, returned_target = purchase.points_earned, purchase.points_paid
+    else:
+        reversed_target = 0 if not exact_total else min(
+            purchase.points_earned,
+            int((purchase.points_earned * (share_before + share) / exact_total).to_integral_value(ROUND_FLOOR)),
+        )
+        returned_target = min(
+            purchase.points_paid,
+            int((purchase.points_paid * refunded_after / purchase.total).to_integral_value(ROUND_CEILING)),
+        )
+    to_reverse = max(0, reversed_target - purchase.points_reversed)
+    to_return = max(0, returned_target - purchase.points_returned)
+
+    refund = Refund.objects.create(
+        purchase=purchase, occurred_at=occurred_at, amount=refund_amount, lines=applied, points_reversed=to_reverse,
+        points_returned=to_return, points_share=share.quantize(Decimal("0.000001")), idempotency_key=key,
+        fingerprint=request, staff_user=staff_user,
+    )
+    common = {"occurred_at": occurred_at, "source": TransferSource.REFUND, "purchase": purchase, "refund": refund,
+              "staff_user": staff_user}
+    if to_return:
+        _points_return(accounts=accounts, purchase=purchase, points=to_return, key=key, common=common)
+    if to_reverse:
+        refund.debt_created = _points_claw_back(accounts=accounts, purchase=purchase, points=to_reverse, key=key, common=common)
+    purchase.refunded_amount = refunded_after
+    purchase.points_reversed += to_reverse
+    purchase.points_returned += to_return
+    purchase.save(update_fields=["refunded_amount", "points_reversed", "points_returned", "lines", "updated_at"])
+    if refund.debt_created:
+        refund.save(update_fields=["debt_created", "updated_at"])
+    return refund
+
+
+def _points_return(*, accounts, purchase: Purchase, points: int, key: str, common: dict) -> None:
+    """Give back points that paid for the refunded part, as lots with the expiry they had.
+
+    Lots that expire latest come back first (in the member's favour); one transfer per expiry date.
+    """
+    payment = purchase.transfers.filter(code=TransferCode.PAYMENT).first()
+    by_expiry: dict[str | None, int] = {}
+    for _lot_id, taken, expires in (payment.breakdown.get("lots", []) if payment else []):
+        by_expiry[expires] = by_expiry.get(expires, 0) + taken
+    already = purchase.points_returned
+    # Never-expiring first, then latest expiry first; earlier refunds took the same order.
+    ordered = sorted(by_expiry.items(), key=lambda kv: kv[0] or "9999", reverse=True)
+    left = points
+    for part, (expires, amount) in enumerate(ordered):
+        usable = max(0, amount - already)  # skip what earlier refunds returned
+        already = max(0, already - amount)
+        take = min(usable, left)
+        if not take:
+            continue
+        left -= take
+        points_credit(
+            accounts=accounts, from_account=system_account(SystemAccount.REDEMPTION), amount=take, code=TransferCode.RETURN,
+            expires_at=dt.datetime.fromisoformat(expires) if expires else None,
+            idempotency_key=f"refund:{key}:return:{part}", reverses=payment,
+            breakdown={"kind": "refund_return", "expires_at": expires}, **common,
+        )
+    if left:  # payment without lot record (should not happen): return as fresh points
+        program = program_settings_get()
+        points_credit(
+            accounts=accounts, from_account=system_account(SystemAccount.REDEMPTION), amount=left, code=TransferCode.RETURN,
+            expires_at=program.expires_at_for(common["occurred_at"]), idempotency_key=f"refund:{key}:return:rest",
+            reverses=payment, breakdown={"kind": "refund_return"}, **common,
+        )
+
+
+def _points_claw_back(*, accounts, purchase: Purchase, points: int, key: str, common: dict) -> int:
+    """Reverse earned points: still-pending ones first, then the purchase's own lots, then any. Returns debt."""
+    earn = purchase.transfers.filter(code=TransferCode.EARN).first()
+    issuance = system_account(SystemAccount.ISSUANCE)
+    left = points
+    if earn is not None:
+        pending_lots = list(Lot.objects.select_for_update().filter(transfer=earn, pending=True, remaining__gt=0).order_by("id"))
+        take = min(left, sum(lot.remaining for lot in pending_lots))
+        if take:
+            remaining_take = take
+            for lot in pending_lots:
+                cut = min(lot.remaining, remaining_take)
+                lot.remaining -= cut
+                remaining_take -= cut
+            Lot.objects.bulk_update(pending_lots, ["remaining"])
+            transfer_post(
+                debit=accounts.pending, credit=issuance, amount=take, code=TransferCode.REVERSAL,
+                idempotency_key=f"refund:{key}:reversal:pending", member=accounts.member, reverses=earn,
+                breakdown={"kind": "refund_reversal", "pending": True}, **common,
+            )
+            left -= take
+    if not left:
+        return 0
+    transfer = points_debit(
+        accounts=accounts, to_account=issuance, amount=left, code=TransferCode.REVERSAL, allow_debt=True,
+        prefer_transfer_id=earn.pk if earn else None, idempotency_key=f"refund:{key}:reversal",
+        reverses=earn, breakdown={"kind": "refund_reversal"}, **common,
+    )
+    return transfer.breakdown.get("debt_created", 0)

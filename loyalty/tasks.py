@@ -1,0 +1,25 @@
+"""Celery tasks: thin, idempotent, read the clock once and call a service."""
+
+from celery import shared_task
+from django.utils import timezone
+
+
+@shared_task(acks_late=True)
+def points_expire_due_task(**kwargs) -> int:
+    from loyalty.services import points_expire_due
+
+    return points_expire_due(now=timezone.now())
+
+
+@shared_task(acks_late=True)
+def points_clearance_task(**kwargs) -> int:
+    from loyalty.services import points_clearance_run
+
+    return points_clearance_run(now=timezone.now())
+
+
+@shared_task(acks_late=True)
+def points_release_pending_task(**kwargs) -> int:
+    from loyalty.services import points_release_pending
+
+    return points_release_pending(now=timezone.now())
