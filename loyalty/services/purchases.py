@@ -43,7 +43,7 @@ def purchase_record(*, member: Member, store: Store, external_id: str, occurred_
         raise InvalidInput(_("channel: “{value}” is not a channel."), field="channel", value=channel)
     key = idempotency_key_check(idempotency_key or f"purchase:{store.code}:{external_id}")
     request = fingerprint({
-        "member": member.pk, "store": store.pk, "external_id": external_id, "occurred_at": occurred_at.isoformat(),
+        "member": member.pk, "store": store.pk, "external_id": external_id, "occurred_at": occurred_at.astimezone(dt.UTC).isoformat(),
         "total": total, "lines": [line.__dict__ for line in clean_lines], "channel": channel, "points_to_pay": points_to_pay,
     })
 
@@ -136,7 +136,7 @@ def refund_record(*, purchase: Purchase, occurred_at: dt.datetime, now: dt.datet
     occurred_at = time_clean(occurred_at, field="occurred_at", now=now)
     key = idempotency_key_check(idempotency_key)
     clean_amount = money_clean(amount, field="amount") if amount is not None else None
-    request = fingerprint({"purchase": purchase.pk, "amount": clean_amount, "lines": lines, "occurred_at": occurred_at.isoformat()})
+    request = fingerprint({"purchase": purchase.pk, "amount": clean_amount, "lines": lines, "occurred_at": occurred_at.astimezone(dt.UTC).isoformat()})
 
     accounts = member_accounts_for_write(member=purchase.member, require="any")
     existing = Refund.objects.filter(idempotency_key=key).first()
@@ -152,6 +152,8 @@ def refund_record(*, purchase: Purchase, occurred_at: dt.datetime, now: dt.datet
     else:
         refund_amount, applied = clean_amount, []
         share = exact_total * refund_amount / purchase.total
+    if refund_amount <= 0:
+        raise InvalidInput(_("lines: the refunded lines were free of charge; there is nothing to refund."), field="lines")
     if refund_amount > purchase.refundable_amount:
         raise RefundExceedsPurchase(refundable=purchase.refundable_amount)
 
