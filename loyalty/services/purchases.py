@@ -7,12 +7,23 @@ from typing import Any
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 from django.db.models import Sum
+from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
-from loyalty.earning import purchase_earn_compute
+from loyalty.earning import Basket, earn_evaluate, topup_evaluate
 from loyalty.exceptions import DuplicatePurchase, InvalidInput, RefundExceedsPurchase
 from loyalty.idempotency import fingerprint, idempotency_key_check, replay_or_refuse
-from loyalty.models import Channel, Lot, Purchase, Refund, SystemAccount, TransferCode, TransferSource
+from loyalty.models import (
+    Channel,
+    Lot,
+    Purchase,
+    Refund,
+    SystemAccount,
+    Transfer,
+    TransferCode,
+    TransferSource,
+)
+from loyalty.rules import cap_usage, member_facts, rule_set_compile, rule_set_in_force
 from loyalty.services.ledger import (
     member_accounts_for_write,
     points_credit,
@@ -21,6 +32,12 @@ from loyalty.services.ledger import (
     transfer_post,
 )
 from loyalty.services.program import program_settings_get
+from loyalty.services.tiers import (
+    member_tier_current,
+    tier_policy_get,
+    tier_upgrade_after_purchase,
+    tiers_ordered,
+)
 from loyalty.validation import lines_clean, money_clean, points_clean, text_clean, time_clean
 from members.models import Member, Store
 
@@ -28,16 +45,22 @@ from members.models import Member, Store
 @transaction.atomic
 def purchase_record(*, member: Member, store: Store, external_id: str, occurred_at: dt.datetime, total: Any,
                     now: dt.datetime, lines: list[dict] | None = None, channel: str = Channel.STORE,
-                    points_to_pay: int = 0, idempotency_key: str | None = None,
+                    points_to_pay: int = 0, coupon_discount: Any = "0", stored_value_paid: Any = "0",
+                    promo_codes: list[str] | None = None, idempotency_key: str | None = None,
                     staff_user: AbstractBaseUser | None = None) -> Purchase:
-    """Record a purchase: take the points that pay for part of it, then earn on the rest.
+    """Record a purchase: take the points that pay for part of it, earn on the rest by the rules in force
+    at its business time, and upgrade the member's tier at once if it takes them over a threshold.
 
     Idempotent: the key defaults to the store and external reference, so a POS retry replays.
+    The returned purchase carries ``tier_change`` (a ``TierChange`` or None) for the caller.
     """
     total = money_clean(total, field="total")
     occurred_at = time_clean(occurred_at, field="occurred_at", now=now)
     clean_lines = lines_clean(lines, total=total)
     points_to_pay = points_clean(points_to_pay, field="points_to_pay", allow_zero=True)
+    coupon_discount = money_clean(coupon_discount, field="coupon_discount", allow_zero=True)
+    stored_value_paid = money_clean(stored_value_paid, field="stored_value_paid", allow_zero=True)
+    promo_codes = sorted({text_clean(code, field="promo_codes", max_length=32) for code in (promo_codes or [])})
     external_id = text_clean(external_id, field="external_id", max_length=64)
     if channel not in Channel.values:
         raise InvalidInput(_("channel: “{value}” is not a channel."), field="channel", value=channel)
@@ -45,27 +68,41 @@ def purchase_record(*, member: Member, store: Store, external_id: str, occurred_
     request = fingerprint({
         "member": member.pk, "store": store.pk, "external_id": external_id, "occurred_at": occurred_at.astimezone(dt.UTC).isoformat(),
         "total": total, "lines": [line.__dict__ for line in clean_lines], "channel": channel, "points_to_pay": points_to_pay,
+        "coupon_discount": coupon_discount, "stored_value_paid": stored_value_paid, "promo_codes": promo_codes,
     })
 
     accounts = member_accounts_for_write(member=member)
     existing = Purchase.objects.filter(idempotency_key=key).first()
     if existing is not None:
         replay_or_refuse(stored_fingerprint=existing.fingerprint, request_fingerprint=request)
+        existing.tier_change = None
         return existing
     if Purchase.objects.filter(store=store, external_id=external_id).exists():
         raise DuplicatePurchase(store=store.code, external_id=external_id)
 
     program = program_settings_get()
     paid_value = program.points_to_money(points_to_pay)
-    if paid_value > total:
-        raise InvalidInput(_("points_to_pay: the points are worth more than the purchase."), field="points_to_pay")
-    earn = purchase_earn_compute(program=program, total=total, lines=clean_lines, paid_with_points=paid_value)
-    earn.breakdown["exact"] = str(earn.exact)
+    if paid_value + coupon_discount + stored_value_paid > total:
+        raise InvalidInput(_("The points, coupons and stored value paid are worth more than the purchase."),
+                           field="points_to_pay")
+    tz = program.tz
+    rule_set = rule_set_in_force(at=occurred_at)
+    rules = rule_set_compile(rule_set, time_zone=program.time_zone)
+    tiers, policy = tiers_ordered(), tier_policy_get()
+    tier = member_tier_current(member=member, tiers=tiers)
+    basket = Basket(total=total, lines=tuple(clean_lines), occurred_at=occurred_at, store_code=store.code,
+                    channel=channel, paid_with_points=paid_value, coupon_discount=coupon_discount,
+                    stored_value_paid=stored_value_paid, promo_codes=frozenset(promo_codes))
+    facts = member_facts(member=member, tier=tier, at=occurred_at, tz=tz, rules=rules)
+    usage = cap_usage(member=member, at=occurred_at, tz=tz, rules=rules)
+    earn = earn_evaluate(rules=rules, basket=basket, member=facts, usage=usage)
     purchase = Purchase.objects.create(
         member=member, store=store, external_id=external_id, channel=channel, occurred_at=occurred_at, total=total,
         lines=[{**line.__dict__, "amount": str(line.amount), "refunded_quantity": 0} for line in clean_lines],
-        points_paid=points_to_pay, points_paid_value=paid_value, points_earned=earn.points,
-        earn_breakdown=earn.breakdown, idempotency_key=key, fingerprint=request, staff_user=staff_user,
+        points_paid=points_to_pay, points_paid_value=paid_value, coupon_discount=coupon_discount,
+        stored_value_paid=stored_value_paid, promo_codes=promo_codes, tier=tier, rule_set=rule_set,
+        points_earned=earn.points, earn_breakdown=earn.breakdown, idempotency_key=key, fingerprint=request,
+        staff_user=staff_user,
     )
     common = {"occurred_at": occurred_at, "source": TransferSource.PURCHASE, "purchase": purchase, "staff_user": staff_user}
     if points_to_pay:
@@ -74,14 +111,51 @@ def purchase_record(*, member: Member, store: Store, external_id: str, occurred_
             code=TransferCode.PAYMENT, idempotency_key=f"{key}:payment",
             breakdown={"kind": "payment", "value": str(paid_value)}, **common,
         )
+    change = tier_upgrade_after_purchase(member=member, purchase=purchase, current=tier, tiers=tiers, policy=policy, tz=tz)
+    if change is not None and policy.earn_at_new_tier:
+        facts = member_facts(member=member, tier=change.to_tier, at=occurred_at, tz=tz, rules=rules)
+        earn = earn_evaluate(rules=rules, basket=basket, member=facts, usage=usage)
+        purchase.points_earned, purchase.earn_breakdown = earn.points, earn.breakdown
+        purchase.save(update_fields=["points_earned", "earn_breakdown", "updated_at"])
     if earn.points:
         available_at = occurred_at + dt.timedelta(days=program.pending_days) if program.pending_days else None
         points_credit(
-            accounts=accounts, from_account=system_account(SystemAccount.ISSUANCE), amount=earn.points, code=TransferCode.EARN,
-            expires_at=program.expires_at_for(occurred_at), available_at=available_at,
+            accounts=accounts, from_account=system_account(SystemAccount.ISSUANCE), amount=earn.points,
+            code=TransferCode.EARN, expires_at=program.expires_at_for(occurred_at), available_at=available_at,
             idempotency_key=f"{key}:earn", breakdown=earn.breakdown, **common,
         )
+    purchase.tier_change = change
     return purchase
+
+
+@transaction.atomic
+def points_earn_topup(*, member: Member, amount: Any, reference: str, occurred_at: dt.datetime, now: dt.datetime,
+                      idempotency_key: str | None = None) -> Transfer | None:
+    """Points for a stored-value top-up at the top-up rate in force (充值1元积1分). None when the rate gives 0.
+
+    The wallet calls this in the same transaction as the top-up itself.
+    """
+    amount = money_clean(amount, field="amount")
+    occurred_at = time_clean(occurred_at, field="occurred_at", now=now)
+    reference = text_clean(reference, field="reference", max_length=64)
+    key = idempotency_key_check(idempotency_key or f"topup:{reference}:earn")
+    request = fingerprint({"op": "topup", "member": member.pk, "amount": amount, "reference": reference})
+    accounts = member_accounts_for_write(member=member)
+    existing = Transfer.objects.filter(idempotency_key=key).first()
+    if existing is not None:
+        replay_or_refuse(stored_fingerprint=existing.fingerprint, request_fingerprint=request)
+        return existing
+    program = program_settings_get()
+    rules = rule_set_compile(rule_set_in_force(at=occurred_at), time_zone=program.time_zone)
+    earn = topup_evaluate(rules=rules, amount=amount)
+    if not earn.points:
+        return None
+    return points_credit(
+        accounts=accounts, from_account=system_account(SystemAccount.ISSUANCE), amount=earn.points,
+        code=TransferCode.EARN, expires_at=program.expires_at_for(occurred_at), idempotency_key=key,
+        fingerprint=request, breakdown={**earn.breakdown, "reference": reference}, occurred_at=occurred_at,
+        source=TransferSource.TOPUP,
+    )
 
 
 def _refund_lines_amount(purchase: Purchase, lines: list[dict]) -> tuple[Decimal, Decimal, list[dict]]:
@@ -216,7 +290,9 @@ def _points_return(*, accounts, purchase: Purchase, points: int, key: str, commo
         left -= take
         points_credit(
             accounts=accounts, from_account=system_account(SystemAccount.REDEMPTION), amount=take, code=TransferCode.RETURN,
-            expires_at=dt.datetime.fromisoformat(expires) if expires else None,
+            # Points whose original expiry has passed come back already due: they expire at the next run,
+            # dated at the refund, so the history never shows an expiry before the return.
+            expires_at=max(dt.datetime.fromisoformat(expires), common["occurred_at"]) if expires else None,
             idempotency_key=f"refund:{key}:return:{part}", reverses=payment,
             breakdown={"kind": "refund_return", "expires_at": expires}, **common,
         )
@@ -243,7 +319,10 @@ def _points_claw_back(*, accounts, purchase: Purchase, points: int, key: str, co
                 cut = min(lot.remaining, remaining_take)
                 lot.remaining -= cut
                 remaining_take -= cut
-            Lot.objects.bulk_update(pending_lots, ["remaining"])
+            stamp = timezone.now()
+            for lot in pending_lots:
+                lot.updated_at = stamp
+            Lot.objects.bulk_update(pending_lots, ["remaining", "updated_at"])
             transfer_post(
                 debit=accounts.pending, credit=issuance, amount=take, code=TransferCode.REVERSAL,
                 idempotency_key=f"refund:{key}:reversal:pending", member=accounts.member, reverses=earn,

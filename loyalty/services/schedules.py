@@ -14,7 +14,16 @@ from django.db.models import Case, F, Value, When
 from django.utils import timezone
 
 from loyalty.locks import accounts_lock
-from loyalty.models import Account, AccountKind, ExpiryPolicy, Lot, SystemAccount, Transfer, TransferCode, TransferSource
+from loyalty.models import (
+    Account,
+    AccountKind,
+    ExpiryPolicy,
+    Lot,
+    SystemAccount,
+    Transfer,
+    TransferCode,
+    TransferSource,
+)
 from loyalty.models import end_of_local_day as _end_of_day
 from loyalty.services.ledger import system_account
 from loyalty.services.program import program_settings_get
@@ -64,7 +73,7 @@ def points_expire_due(*, now: dt.datetime, cutoff: dt.datetime | None = None, ba
             account = accounts[lot.account_id]
             transfers.append(Transfer(
                 debit_account_id=lot.account_id, credit_account=breakage, amount=lot.remaining, unit=account.unit,
-                code=TransferCode.EXPIRE, member_id=account.member_id, occurred_at=lot.expires_at,
+                code=TransferCode.EXPIRE, member_id=account.member_id, occurred_at=max(lot.expires_at, lot.earned_at),
                 source=TransferSource.SCHEDULE, idempotency_key=f"expire:{lot.pk}",
                 breakdown={"kind": "expire", "lot": lot.pk, "earned_at": lot.earned_at.isoformat(),
                            "expires_at": lot.expires_at.isoformat()},

@@ -19,11 +19,22 @@ def program_set(**fields):
     return program
 
 
-def buy(member, store, total, *, at, lines=None, points_to_pay=0, key=None, external_id=None):
+def rules_publish(*, name="Rules", effective_from=None, modifiers=(), **fields):
+    """Publish a rule set (and its modifiers, as dicts of field values) through the model layer."""
+    from loyalty.models import Modifier, RuleSet, RuleSetStatus
+
+    effective_from = effective_from or dt.datetime(2000, 1, 1, tzinfo=dt.UTC)
+    rule_set = RuleSet.objects.create(name=name, status=RuleSetStatus.PUBLISHED, effective_from=effective_from, **fields)
+    for i, m in enumerate(modifiers):
+        Modifier.objects.create(rule_set=rule_set, **{"name": f"modifier {i}", **m})
+    return rule_set
+
+
+def buy(member, store, total, *, at, lines=None, points_to_pay=0, key=None, external_id=None, **extra):
     external_id = external_id or f"T{next(_counter)}"
     return purchase_record(
         member=member, store=store, external_id=external_id, occurred_at=at, total=Decimal(str(total)), lines=lines,
-        points_to_pay=points_to_pay, idempotency_key=key, now=at,
+        points_to_pay=points_to_pay, idempotency_key=key, now=at, **extra,
     )
 
 

@@ -19,7 +19,7 @@ from loyalty.services import (
     refund_record,
 )
 from tests.conftest import local
-from tests.loyalty.helpers import balance, buy, open_lots, program_set, row_counts, summary
+from tests.loyalty.helpers import balance, buy, open_lots, program_set, row_counts, rules_publish, summary
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("audit_clean")]
 
@@ -50,7 +50,7 @@ class TestL1BaseEarn:
 
 class TestL2CoarseRate:
     def test_L2_one_point_per_thousand_truncates_and_writes_no_zero_transfer(self, member, store, now):
-        program_set(earn_points=1, earn_spend=Decimal("1000.00"))
+        rules_publish(earn_points=1, earn_spend=Decimal("1000.00"))
 
         assert buy(member, store, "10000.00", at=now).points_earned == 10
         small = buy(member, store, "100.00", at=now)
@@ -105,7 +105,8 @@ class TestL4SameDayLots:
 
 class TestL5EarnAndRedeemOnOnePurchase:
     def test_L5_part_paid_with_points_earns_nothing(self, member, store, now, staff):
-        program_set(earn_points=1, earn_spend=Decimal("1000.00"), points_value_points=1, points_value_amount=Decimal("1.00"))
+        rules_publish(earn_points=1, earn_spend=Decimal("1000.00"))
+        program_set(points_value_points=1, points_value_amount=Decimal("1.00"))
         grant(member, 10, at=now - dt.timedelta(days=1), staff=staff)
 
         purchase = buy(member, store, "10000.00", at=now, points_to_pay=10)
@@ -314,3 +315,19 @@ class TestL17AuditCatchesDrift:
         # put it back so the fixture's final audit is clean
         with connection.cursor() as cursor:
             cursor.execute(f"UPDATE {Transfer._meta.db_table} SET amount = 68 WHERE id = %s", [transfer.pk])
+
+
+class TestRefundReturnsAfterExpiry:
+    def test_points_returned_after_their_expiry_expire_dated_no_earlier_than_the_return(self, member, store, staff):
+        program_set(expiry_months=1)
+        points_adjust(member=member, points=500, reason="setup", staff_user=staff, idempotency_key="g",
+                      now=local(2026, 1, 1, 10, 0))
+        purchase = buy(member, store, "10.00", at=local(2026, 1, 20, 10, 0), points_to_pay=500)
+        refund_at = local(2026, 2, 10, 10, 0)
+
+        refund_record(purchase=purchase, amount=Decimal("10.00"), occurred_at=refund_at, idempotency_key="r", now=refund_at)
+        assert points_expire_due(now=local(2026, 2, 11, 0, 0)) >= 1
+
+        returned = Transfer.objects.get(code=TransferCode.RETURN)
+        expired = Transfer.objects.get(code=TransferCode.EXPIRE, breakdown__lot=Lot.objects.get(transfer=returned).pk)
+        assert expired.occurred_at >= returned.occurred_at

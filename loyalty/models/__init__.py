@@ -1,0 +1,75 @@
+"""Models of the points engine, one module per concern; import them from here."""
+
+from loyalty.models.ledger import (
+    Account,
+    AccountKind,
+    Lot,
+    SystemAccount,
+    Transfer,
+    TransferCode,
+    TransferSource,
+    Unit,
+)
+from loyalty.models.program import (
+    EarnRounding,
+    ExpiryPolicy,
+    NegativeBalancePolicy,
+    ProgramSettings,
+    add_months,
+    end_of_local_day,
+    validate_time_zone,
+)
+from loyalty.models.purchases import Channel, Purchase, Refund
+from loyalty.models.rules import (
+    BacktestRun,
+    BacktestStatus,
+    Modifier,
+    ModifierKind,
+    RuleSet,
+    RuleSetStatus,
+    Stacking,
+)
+from loyalty.models.tiers import (
+    DowngradeMode,
+    MemberTier,
+    Tier,
+    TierChange,
+    TierChangeReason,
+    TierPolicy,
+    TierWindow,
+)
+
+__all__ = [
+    "Account",
+    "BacktestRun",
+    "BacktestStatus",
+    "AccountKind",
+    "Channel",
+    "DowngradeMode",
+    "MemberTier",
+    "Modifier",
+    "ModifierKind",
+    "RuleSet",
+    "RuleSetStatus",
+    "Stacking",
+    "Tier",
+    "TierChange",
+    "TierChangeReason",
+    "TierPolicy",
+    "TierWindow",
+    "EarnRounding",
+    "ExpiryPolicy",
+    "Lot",
+    "NegativeBalancePolicy",
+    "ProgramSettings",
+    "Purchase",
+    "Refund",
+    "SystemAccount",
+    "Transfer",
+    "TransferCode",
+    "TransferSource",
+    "Unit",
+    "add_months",
+    "end_of_local_day",
+    "validate_time_zone",
+]
