@@ -5,3 +5,7 @@ from django.utils.translation import gettext_lazy as _
 class LoyaltyConfig(AppConfig):
     name = "loyalty"
     verbose_name = _("Points and rules")
+
+    def ready(self) -> None:
+        # Admin pages beyond loyalty/admin.py, one module per concern.
+        from loyalty import admin_program, admin_rules, admin_tiers  # noqa: F401

@@ -1,0 +1,1 @@
+"""Admin pages for program (registered from LoyaltyConfig.ready)."""

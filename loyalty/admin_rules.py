@@ -1,0 +1,1 @@
+"""Admin pages for rules (registered from LoyaltyConfig.ready)."""

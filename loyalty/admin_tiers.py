@@ -1,0 +1,1 @@
+"""Admin pages for tiers (registered from LoyaltyConfig.ready)."""
