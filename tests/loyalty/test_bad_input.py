@@ -16,7 +16,14 @@ from loyalty.exceptions import (
     MemberNotFound,
     RefundExceedsPurchase,
 )
-from loyalty.services import MemberAlreadyExists, member_enrol, points_adjust, points_redeem, purchase_record, refund_record
+from loyalty.services import (
+    MemberAlreadyExists,
+    member_enrol,
+    points_adjust,
+    points_redeem,
+    purchase_record,
+    refund_record,
+)
 from members.models import Member, MemberStatus
 from tests.loyalty.helpers import buy, row_counts
 

@@ -31,7 +31,7 @@ def run_concurrently(n: int, fn):
             if i < WORKERS:
                 barrier.wait(timeout=30)
             return fn(i)
-        except Exception as exc:  # noqa: BLE001 - collected for the assertions
+        except Exception as exc:
             return exc
         finally:
             connections.close_all()

@@ -6,13 +6,22 @@ from decimal import Decimal
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from loyalty.earning import Basket, CapUsage, CompiledModifier, CompiledRuleSet, Line, MemberFacts, earn_evaluate
+from loyalty.earning import (
+    Basket,
+    CapUsage,
+    CompiledModifier,
+    CompiledRuleSet,
+    Line,
+    MemberFacts,
+    earn_evaluate,
+)
 
 amounts = st.decimals(min_value=Decimal("0.00"), max_value=Decimal("5000.00"), places=2)
 categories = st.sampled_from(["new", "coffee", "tea", "bakery"])
 lines = st.lists(st.builds(Line, sku=st.sampled_from(["A", "B", "C", "D"]), category=categories,
                            quantity=st.integers(1, 5), amount=amounts), min_size=1, max_size=5)
-moments = st.datetimes(min_value=dt.datetime(2026, 1, 1), max_value=dt.datetime(2027, 12, 31),
+# hypothesis takes naive bounds and attaches the zone itself
+moments = st.datetimes(min_value=dt.datetime(2026, 1, 1), max_value=dt.datetime(2027, 12, 31),  # noqa: DTZ001
                        timezones=st.just(dt.UTC))
 multipliers = st.decimals(min_value=Decimal("0.1"), max_value=Decimal("5"), places=1)
 
