@@ -8,6 +8,7 @@ from django.utils.translation import gettext_lazy as _
 
 from loyalty.exceptions import InvalidInput, LoyaltyError
 from loyalty.models import Account, AccountKind, Unit
+from loyalty.services.program import program_settings_get
 from loyalty.validation import text_clean
 from members.models import Member, Store
 from members.services import member_number_generate, phone_normalise, referral_code_generate
@@ -30,7 +31,7 @@ def member_enrol(*, phone: str, name: str, now: dt.datetime, birthday: dt.date |
     name = text_clean(name, field="name", max_length=100)
     if birthday is not None and (not isinstance(birthday, dt.date) or isinstance(birthday, dt.datetime)):
         raise InvalidInput(_("birthday: give a date."), field="birthday")
-    if birthday is not None and birthday > now.date():
+    if birthday is not None and birthday > now.astimezone(program_settings_get().tz).date():  # the program's today
         raise InvalidInput(_("birthday: the date is in the future."), field="birthday")
     if member_number is not None:
         member_number = text_clean(member_number, field="member_number", max_length=20)

@@ -186,6 +186,14 @@ class TestEnrolmentInput:
             member_enrol(phone="+86 13800138000", name="B", now=now)
         assert Member.objects.count() == 1
 
+    def test_birthday_today_in_the_program_zone_is_accepted_while_utc_is_still_yesterday(self):
+        import zoneinfo
+
+        early_shanghai = dt.datetime(2026, 5, 2, 1, 0, tzinfo=zoneinfo.ZoneInfo("Asia/Shanghai"))  # 1 May in UTC
+        member = member_enrol(phone="13800138002", name="A", now=early_shanghai.astimezone(dt.UTC),
+                              birthday=dt.date(2026, 5, 2))
+        assert member.birthday == dt.date(2026, 5, 2)
+
     def test_birthday_in_the_future_is_refused(self, now):
         with pytest.raises(InvalidInput):
             member_enrol(phone="13800138001", name="A", now=now, birthday=now.date() + dt.timedelta(days=1))
