@@ -40,6 +40,10 @@ def ledger_audit_run() -> list[str]:
                 problems.append(f"account {pk} ({account}): balance {balance} != open lots {open_points} minus debt")
             if lots.get((pk, True), 0):
                 problems.append(f"account {pk} ({account}): pending lots on the points account")
+        elif account.kind in (AccountKind.MEMBER_WALLET, AccountKind.MEMBER_WALLET_BONUS):
+            open_value = lots.get((pk, False), 0)
+            if balance != open_value or balance < 0:
+                problems.append(f"account {pk} ({account}): stored value {balance} != open lots {open_value}")
         elif account.kind == AccountKind.MEMBER_PENDING:
             pending_points = lots.get((pk, True), 0)
             if balance != pending_points:

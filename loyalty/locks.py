@@ -2,7 +2,7 @@
 
 from collections.abc import Iterable
 
-from loyalty.models import Account, AccountKind, Unit
+from loyalty.models import Account, AccountKind
 from members.models import Member
 
 
@@ -12,11 +12,14 @@ def accounts_lock(*, ids: Iterable[int]) -> dict[int, Account]:
     return {a.pk: a for a in qs}
 
 
-def member_accounts_lock(*, member: Member, unit: str = Unit.POINTS) -> dict[str, Account]:
-    """Lock the member's points and pending accounts; returns them by kind."""
-    qs = (
-        Account.objects.select_for_update()
-        .filter(member=member, unit=unit, kind__in=[AccountKind.MEMBER_POINTS, AccountKind.MEMBER_PENDING])
-        .order_by("pk")
-    )
+POINTS_KINDS = (AccountKind.MEMBER_POINTS, AccountKind.MEMBER_PENDING)
+WALLET_KINDS = (AccountKind.MEMBER_WALLET, AccountKind.MEMBER_WALLET_BONUS)
+
+
+def member_accounts_lock(*, member: Member, kinds: tuple[str, ...] = POINTS_KINDS) -> dict[str, Account]:
+    """Lock the member's accounts of these kinds (pk order); returns them by kind.
+
+    A write that touches points and stored value locks both sets in one call, so the order holds.
+    """
+    qs = Account.objects.select_for_update().filter(member=member, kind__in=kinds).order_by("pk")
     return {a.kind: a for a in qs}

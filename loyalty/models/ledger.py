@@ -24,11 +24,15 @@ from members.models import BaseModel, Member
 
 class Unit(models.TextChoices):
     POINTS = "POINTS", _("Points")
+    # Stored value in the program currency's minor unit (fen): integer amounts, exact like points.
+    MONEY = "MONEY", _("Stored value (minor units)")
 
 
 class AccountKind(models.TextChoices):
     MEMBER_POINTS = "MEMBER_POINTS", _("Member points")
     MEMBER_PENDING = "MEMBER_PENDING", _("Member pending points")
+    MEMBER_WALLET = "MEMBER_WALLET", _("Member stored value (principal)")
+    MEMBER_WALLET_BONUS = "MEMBER_WALLET_BONUS", _("Member stored value (bonus)")
     SYSTEM = "SYSTEM", _("System")
 
 
@@ -37,6 +41,11 @@ class SystemAccount(models.TextChoices):
     REDEMPTION = "REDEMPTION", _("Redemption")
     BREAKAGE = "BREAKAGE", _("Expiry / breakage")
     ADJUSTMENT = "ADJUSTMENT", _("Adjustments")
+    WALLET_FUNDING = "WALLET_FUNDING", _("Stored value paid in")
+    WALLET_BONUS = "WALLET_BONUS", _("Stored value bonus given")
+    WALLET_SPEND = "WALLET_SPEND", _("Stored value spent")
+    WALLET_REFUND = "WALLET_REFUND", _("Stored value paid back")
+    WALLET_BONUS_EXPIRY = "WALLET_BONUS_EXPIRY", _("Stored value bonus expired or removed")
 
 
 class Account(BaseModel):
@@ -47,7 +56,7 @@ class Account(BaseModel):
     A member points balance below zero is debt (refund clawback of points already spent).
     """
 
-    kind = models.CharField(_("kind"), max_length=16, choices=AccountKind.choices)
+    kind = models.CharField(_("kind"), max_length=24, choices=AccountKind.choices)
     unit = models.CharField(_("unit"), max_length=8, choices=Unit.choices, default=Unit.POINTS)
     member = models.ForeignKey(
         Member, verbose_name=_("member"), on_delete=models.PROTECT, null=True, blank=True, related_name="accounts"
@@ -74,10 +83,10 @@ class Account(BaseModel):
             models.CheckConstraint(
                 condition=Q(credits_posted__gte=0, debits_posted__gte=0), name="account_posted_figures_non_negative"
             ),
-            # Pending points can never be overdrawn; the points account may carry debt.
+            # Pending points and stored value can never be overdrawn; only the points account may carry debt.
             models.CheckConstraint(
-                condition=~Q(kind="MEMBER_PENDING") | Q(credits_posted__gte=F("debits_posted")),
-                name="account_pending_not_negative",
+                condition=Q(kind__in=["SYSTEM", "MEMBER_POINTS"]) | Q(credits_posted__gte=F("debits_posted")),
+                name="account_member_not_negative",
             ),
             models.CheckConstraint(condition=Q(kind__in=AccountKind.values), name="account_kind_valid"),
         ]
@@ -105,6 +114,14 @@ class TransferCode(models.TextChoices):
     REVERSAL = "REVERSAL", _("Reversal (refund)")
     RETURN = "RETURN", _("Points returned (refund)")
     ADJUST = "ADJUST", _("Adjustment")
+    TOPUP = "TOPUP", _("Top-up")
+    TOPUP_BONUS = "TOPUP_BONUS", _("Top-up bonus")
+    SPEND = "SPEND", _("Stored value spent")
+    TOPUP_REFUND = "TOPUP_REFUND", _("Top-up refunded")
+    BONUS_REMOVED = "BONUS_REMOVED", _("Bonus removed")
+    CANCEL = "CANCEL", _("Redemption cancelled")
+    DRAW = "DRAW", _("Lucky draw")
+    PRIZE = "PRIZE", _("Lucky draw prize")
 
 
 class TransferSource(models.TextChoices):
@@ -114,6 +131,9 @@ class TransferSource(models.TextChoices):
     STAFF = "STAFF", _("Staff")
     SCHEDULE = "SCHEDULE", _("Schedule")
     API = "API", _("API client")
+    REDEMPTION = "REDEMPTION", _("Reward redemption")
+    WALLET = "WALLET", _("Stored value")
+    DRAW = "DRAW", _("Lucky draw")
 
 
 class Transfer(models.Model):

@@ -40,6 +40,10 @@ class Purchase(BaseModel):
         help_text=_("Part of the total paid from the member's stored value."),
     )
     promo_codes = models.JSONField(_("promotion codes"), default=list, blank=True)
+    payment_transfer = models.OneToOneField(
+        "loyalty.Transfer", verbose_name=_("points payment"), on_delete=models.PROTECT, null=True, blank=True,
+        related_name="paid_purchase", help_text=_("The PAYMENT transfer that paid part of this purchase with points."),
+    )
     tier = models.ForeignKey(
         "loyalty.Tier", verbose_name=_("tier at purchase"), on_delete=models.PROTECT, null=True, blank=True, related_name="+",
     )

@@ -47,12 +47,14 @@ def purchase_record(*, member: Member, store: Store, external_id: str, occurred_
                     now: dt.datetime, lines: list[dict] | None = None, channel: str = Channel.STORE,
                     points_to_pay: int = 0, coupon_discount: Any = "0", stored_value_paid: Any = "0",
                     promo_codes: list[str] | None = None, idempotency_key: str | None = None,
-                    staff_user: AbstractBaseUser | None = None) -> Purchase:
+                    staff_user: AbstractBaseUser | None = None, points_paid_by: Transfer | None = None) -> Purchase:
     """Record a purchase: take the points that pay for part of it, earn on the rest by the rules in force
     at its business time, and upgrade the member's tier at once if it takes them over a threshold.
 
     Idempotent: the key defaults to the store and external reference, so a POS retry replays.
     The returned purchase carries ``tier_change`` (a ``TierChange`` or None) for the caller.
+    ``points_paid_by``: a PAYMENT transfer already posted for this order (a committed points-payment
+    quote); the purchase records it instead of taking points again.
     """
     total = money_clean(total, field="total")
     occurred_at = time_clean(occurred_at, field="occurred_at", now=now)
@@ -71,12 +73,23 @@ def purchase_record(*, member: Member, store: Store, external_id: str, occurred_
         "coupon_discount": coupon_discount, "stored_value_paid": stored_value_paid, "promo_codes": promo_codes,
     })
 
+    if points_paid_by is not None:
+        if points_to_pay:
+            raise InvalidInput(_("points_to_pay: the points were already paid with a quote."), field="points_to_pay")
+        points_to_pay = points_paid_by.amount
+        request = fingerprint({"request": request, "paid_by": points_paid_by.pk})
+
     accounts = member_accounts_for_write(member=member)
     existing = Purchase.objects.filter(idempotency_key=key).first()
     if existing is not None:
         replay_or_refuse(stored_fingerprint=existing.fingerprint, request_fingerprint=request)
         existing.tier_change = None
         return existing
+    if points_paid_by is not None and (
+        points_paid_by.code != TransferCode.PAYMENT or points_paid_by.member_id != member.pk
+        or Purchase.objects.filter(payment_transfer=points_paid_by).exists()
+    ):
+        raise InvalidInput(_("The points payment does not belong to this order."), field="points_payment")
     if Purchase.objects.filter(store=store, external_id=external_id).exists():
         raise DuplicatePurchase(store=store.code, external_id=external_id)
 
@@ -105,12 +118,16 @@ def purchase_record(*, member: Member, store: Store, external_id: str, occurred_
         staff_user=staff_user,
     )
     common = {"occurred_at": occurred_at, "source": TransferSource.PURCHASE, "purchase": purchase, "staff_user": staff_user}
-    if points_to_pay:
-        points_debit(
+    if points_paid_by is not None:
+        purchase.payment_transfer = points_paid_by
+        purchase.save(update_fields=["payment_transfer", "updated_at"])
+    elif points_to_pay:
+        purchase.payment_transfer = points_debit(
             accounts=accounts, to_account=system_account(SystemAccount.REDEMPTION), amount=points_to_pay,
             code=TransferCode.PAYMENT, idempotency_key=f"{key}:payment",
             breakdown={"kind": "payment", "value": str(paid_value)}, **common,
         )
+        purchase.save(update_fields=["payment_transfer", "updated_at"])
     change = tier_upgrade_after_purchase(member=member, purchase=purchase, current=tier, tiers=tiers, policy=policy, tz=tz)
     if change is not None and policy.earn_at_new_tier:
         facts = member_facts(member=member, tier=change.to_tier, at=occurred_at, tz=tz, rules=rules)
@@ -273,7 +290,7 @@ def _points_return(*, accounts, purchase: Purchase, points: int, key: str, commo
 
     Lots that expire latest come back first (in the member's favour); one transfer per expiry date.
     """
-    payment = purchase.transfers.filter(code=TransferCode.PAYMENT).first()
+    payment = purchase.payment_transfer
     by_expiry: dict[str | None, int] = {}
     for _lot_id, taken, expires in (payment.breakdown.get("lots", []) if payment else []):
         by_expiry[expires] = by_expiry.get(expires, 0) + taken
