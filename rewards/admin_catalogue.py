@@ -1,0 +1,1 @@
+"""Admin pages for catalogue (registered from RewardsConfig.ready)."""

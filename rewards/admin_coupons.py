@@ -1,0 +1,1 @@
+"""Admin pages for coupons (registered from RewardsConfig.ready)."""

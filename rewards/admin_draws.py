@@ -1,0 +1,1 @@
+"""Admin pages for draws (registered from RewardsConfig.ready)."""

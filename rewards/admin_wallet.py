@@ -1,0 +1,1 @@
+"""Admin pages for wallet (registered from RewardsConfig.ready)."""
