@@ -100,14 +100,20 @@ def test_expiry_ignores_pending_lots(member, store, now):
     assert summary(member).pending == 10
 
 
-def test_setup_periodic_tasks_declares_each_schedule_once(capsys):
+def test_setup_periodic_tasks_declares_each_schedule_once_and_every_task_exists(capsys):
+    from config.celery import app
+    from loyalty.management.commands.setup_periodic_tasks import SCHEDULES
+
     call_command("setup_periodic_tasks")
     call_command("setup_periodic_tasks")
 
-    names = set(PeriodicTask.objects.filter(name__startswith="loyalty: ").values_list("task", flat=True))
-    assert names == {"loyalty.tasks.points_expire_due_task", "loyalty.tasks.points_clearance_task",
-                     "loyalty.tasks.points_release_pending_task"}
-    assert PeriodicTask.objects.filter(name__startswith="loyalty: ").count() == 3
+    declared = PeriodicTask.objects.exclude(name="celery.backend_cleanup")
+    assert declared.count() == len(SCHEDULES)
+    tasks = set(declared.values_list("task", flat=True))
+    assert {"loyalty.tasks.points_expire_due_task", "loyalty.tasks.points_clearance_task",
+            "loyalty.tasks.points_release_pending_task"} <= tasks
+    app.loader.import_default_modules()
+    assert tasks <= set(app.tasks), "every schedule names a registered Celery task"
 
 
 def test_tasks_call_the_services(expired_lots):
