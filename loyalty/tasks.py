@@ -23,3 +23,10 @@ def points_release_pending_task(**kwargs) -> int:
     from loyalty.services import points_release_pending
 
     return points_release_pending(now=timezone.now())
+
+
+@shared_task(acks_late=True)
+def tiers_evaluate_task(**kwargs) -> dict[str, int]:
+    from loyalty.services.tiers import tiers_evaluate
+
+    return tiers_evaluate(now=timezone.now())

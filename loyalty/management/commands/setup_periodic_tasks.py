@@ -20,6 +20,11 @@ SCHEDULES = {
     "loyalty: release pending points": (
         "loyalty.tasks.points_release_pending_task", {"minute": "*/10"}, "Make pending points spendable.",
     ),
+    # https://crontab.guru/#30_2_*_*_*
+    "loyalty: tier evaluation": (
+        "loyalty.tasks.tiers_evaluate_task", {"minute": "30", "hour": "2"},
+        "Tier reviews, grace periods and downgrades due; upgrades the figures support (consecutive months).",
+    ),
 }
 
 
