@@ -369,10 +369,11 @@ class PurchaseAdmin(LedgerAdmin):
     search_keys = ["external_id", "idempotency_key"]
     search_help_text = _("Member phone or member number, a receipt reference or an idempotency key (exact).")
     inlines = [PurchaseTransferInline, RefundInline]
-    detail_select_related = ["member", "store", "staff_user", "rule_set", "tier"]
+    detail_select_related = ["member", "store", "staff_user", "rule_set", "tier", "payment_transfer"]
     fieldsets = [
         (None, {"fields": ["id", "member_column", "store", "external_id", "channel", "occurred_at", "staff_user"]}),
-        (_("Payment"), {"fields": ["total", "points_paid", "points_paid_value", "coupon_discount", "stored_value_paid",
+        (_("Payment"), {"fields": ["total", "points_paid", "points_paid_value", "payment_transfer", "coupon_discount",
+                                   "stored_value_paid",
                                    "promo_codes"]}),
         (_("Earning"), {"fields": ["points_earned", "rule_set", "tier", "earn_breakdown_pretty"]}),
         (_("Refunds"), {"fields": ["refunded_amount", "points_reversed", "points_returned"]}),

@@ -122,12 +122,12 @@ def rule_set_problems(*, rule_set: dict[str, Any], modifiers: list[dict[str, Any
     modes_by_priority: dict[int, dict[str, int]] = {}
     for i, m in enumerate(modifiers):
         path = f"modifiers[{i}]"
-        if not m.get("is_active", True):
-            continue
         kind, stacking = m.get("kind", "MULTIPLIER"), m.get("stacking", "MULTIPLY")
         value = m.get("value")
-        if value is None or Decimal(str(value)) <= 0:
+        if value is None or Decimal(str(value)) <= 0:  # checked for inactive modifiers too: the database refuses it
             bad(f"{path}.value", _("A multiplier or bonus must be greater than 0."))
+        if not m.get("is_active", True):
+            continue
         if kind == "BONUS" and stacking == "MULTIPLY":
             bad(f"{path}.stacking", _("A fixed bonus can be added or taken as the best, not multiplied."))
         cap = _int_or_none(m.get("cap_per_order"))

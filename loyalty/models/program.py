@@ -92,7 +92,7 @@ class ProgramSettings(BaseModel):
         return str(_("Program settings"))
 
     def clean(self) -> None:
-        if self.expiry_policy == ExpiryPolicy.YEARLY:
+        if self.expiry_policy == ExpiryPolicy.YEARLY and 1 <= (self.clearance_month or 0) <= 12:
             last = calendar.monthrange(2001, self.clearance_month)[1]  # non-leap year: no 29 Feb clearance
             if self.clearance_day > last:
                 raise ValidationError({"clearance_day": _("That month has no such day.")})
@@ -106,7 +106,7 @@ class ProgramSettings(BaseModel):
         local = earned_at.astimezone(self.tz).date()
         if self.expiry_policy == ExpiryPolicy.NEVER:
             return None
-        if self.expiry_policy == ExpiryPolicy.YEARLY:
+        if self.expiry_policy == ExpiryPolicy.YEARLY and 1 <= (self.clearance_month or 0) <= 12:
             day = dt.date(local.year + 1, self.clearance_month, self.clearance_day)
         else:
             day = add_months(local, self.expiry_months)
