@@ -12,10 +12,9 @@ import json
 from typing import Any
 
 from django.contrib import admin
-from django.contrib.admin.utils import flatten_fieldsets
-from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.exceptions import ValidationError
 from django.db.models import Q, QuerySet, Sum
-from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.http import HttpRequest
 from django.urls import reverse
 from django.utils import dateformat, timezone
 from django.utils.html import format_html
@@ -25,6 +24,7 @@ from loyalty.models import Account, AccountKind, Lot, ProgramSettings, Purchase,
 from loyalty.selectors import transfer_describe, transfer_signed_amount
 from loyalty.services import program_settings_get
 from members.admin import member_ids_exact, signed_points_text
+from members.admin_mixins import ReadOnlyAdminMixin, SingletonAdminMixin
 from members.models import Member
 from members.paginators import LedgerPaginator
 
@@ -67,7 +67,7 @@ def exact_search(queryset: QuerySet, term: str, *, member_field: str, keys: list
     return queryset.filter(q)
 
 
-class LedgerAdmin(admin.ModelAdmin):
+class LedgerAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     """View-only admin for ledger tables: no add, change or delete, whoever asks.
 
     Every field shown is read-only (``get_readonly_fields`` returns the whole layout), so display-only
@@ -84,17 +84,6 @@ class LedgerAdmin(admin.ModelAdmin):
     search_member_field = "member_id"
     detail_select_related: list[str] = []  # relations the detail page shows, fetched with the row
 
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
-        return flatten_fieldsets(self.get_fieldsets(request, obj))
 
     def get_object(self, request: HttpRequest, object_id: str, from_field: str | None = None) -> Any:
         """As Django's, plus ``detail_select_related``: the detail page's relations in the same query."""
@@ -109,23 +98,12 @@ class LedgerAdmin(admin.ModelAdmin):
         return exact_search(queryset, search_term, member_field=self.search_member_field, keys=self.search_keys), False
 
 
-class LedgerInline(admin.TabularInline):
+class LedgerInline(ReadOnlyAdminMixin, admin.TabularInline):
     extra = 0
     max_num = 0
     can_delete = False
     show_change_link = True
 
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
-        return flatten_fieldsets(self.get_fieldsets(request, obj))
 
 
 class TransferDisplayMixin:
@@ -142,7 +120,8 @@ class TransferDisplayMixin:
 
 
 @admin.register(ProgramSettings)
-class ProgramSettingsAdmin(admin.ModelAdmin):
+class ProgramSettingsAdmin(SingletonAdminMixin, admin.ModelAdmin):
+    singleton_get = staticmethod(program_settings_get)
     """The single program configuration (pk=1): the list goes straight to it; no add, no delete.
 
     Model validators and ``ProgramSettings.clean`` run through the admin form, so bad values come back
@@ -168,23 +147,6 @@ class ProgramSettingsAdmin(admin.ModelAdmin):
         (_("Record"), {"fields": ["created_at", "updated_at"], "classes": ["collapse"]}),
     ]
 
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: ProgramSettings | None = None) -> bool:
-        return False
-
-    def changelist_view(self, request: HttpRequest, extra_context: dict | None = None) -> HttpResponse:
-        if not self.has_view_or_change_permission(request):
-            raise PermissionDenied
-        program = program_settings_get()
-        return HttpResponseRedirect(
-            reverse("admin:loyalty_programsettings_change", args=[program.pk], current_app=self.admin_site.name)
-        )
-
-    def save_model(self, request: HttpRequest, obj: ProgramSettings, form, change: bool) -> None:
-        if form.changed_data:
-            obj.save(update_fields=[*form.changed_data, "updated_at"])
 
 
 # ---- LEDGER ----

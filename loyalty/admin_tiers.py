@@ -11,17 +11,17 @@ from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
-from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.exceptions import ValidationError
 from django.db.models import Q, QuerySet
 from django.forms.models import BaseModelFormSet
-from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
-from django.urls import reverse
+from django.http import HttpRequest
 from django.utils import timezone
 from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
 from loyalty.models import MemberTier, Tier, TierChange, TierPolicy
 from loyalty.services.tiers import tier_policy_get, tier_set_manual, tiers_problems
+from members.admin_mixins import ReadOnlyAdminMixin, SingletonAdminMixin
 from members.models import Member
 from members.services import phone_normalise
 
@@ -138,12 +138,13 @@ class TierAdmin(admin.ModelAdmin):
 
 
 @admin.register(TierPolicy)
-class TierPolicyAdmin(admin.ModelAdmin):
+class TierPolicyAdmin(SingletonAdminMixin, admin.ModelAdmin):
     """The single tier policy (pk=1): the list goes straight to it; no add, no delete.
 
     Changes apply from the next evaluation; review dates already set stay as they are.
     """
 
+    singleton_get = staticmethod(tier_policy_get)
     readonly_fields = ["created_at", "updated_at"]
     fieldsets = [
         (_("Qualification"), {"fields": ["window", "window_months", "earn_at_new_tier"]}),
@@ -154,27 +155,6 @@ class TierPolicyAdmin(admin.ModelAdmin):
         }),
         (_("Record"), {"fields": ["created_at", "updated_at"], "classes": ["collapse"]}),
     ]
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: TierPolicy | None = None) -> bool:
-        return False
-
-    def changelist_view(self, request: HttpRequest, extra_context: dict | None = None) -> HttpResponse:
-        if not self.has_view_or_change_permission(request):
-            raise PermissionDenied
-        policy = tier_policy_get()
-        return HttpResponseRedirect(
-            reverse("admin:loyalty_tierpolicy_change", args=[policy.pk], current_app=self.admin_site.name)
-        )
-
-    def get_object(self, request: HttpRequest, object_id: str, from_field: str | None = None) -> TierPolicy | None:
-        return tier_policy_get() if str(object_id) == "1" else None  # created on first visit, like the services do
-
-    def save_model(self, request: HttpRequest, obj: TierPolicy, form, change: bool) -> None:
-        if form.changed_data:
-            obj.save(update_fields=[*form.changed_data, "updated_at"])
 
 
 def member_ids_exact(term: str) -> list[int]:
@@ -245,7 +225,7 @@ class MemberTierAdmin(ExactMemberSearchMixin, admin.ModelAdmin):
 
 
 @admin.register(TierChange)
-class TierChangeAdmin(ExactMemberSearchMixin, admin.ModelAdmin):
+class TierChangeAdmin(ReadOnlyAdminMixin, ExactMemberSearchMixin, admin.ModelAdmin):
     """Every tier change and review outcome, with its reason and the figures used. Append-only."""
 
     list_display = ["occurred_at", "member", "from_tier", "to_tier", "reason"]
@@ -257,12 +237,3 @@ class TierChangeAdmin(ExactMemberSearchMixin, admin.ModelAdmin):
     actions = None
     fields = ["occurred_at", "member", "from_tier", "to_tier", "reason", "details", "idempotency_key", "created_at"]
     readonly_fields = fields
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: TierChange | None = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: TierChange | None = None) -> bool:
-        return False
