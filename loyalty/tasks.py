@@ -30,3 +30,11 @@ def tiers_evaluate_task(**kwargs) -> dict[str, int]:
     from loyalty.services.tiers import tiers_evaluate
 
     return tiers_evaluate(now=timezone.now())
+
+
+@shared_task(acks_late=True)
+def backtest_run_task(*, backtest_id: int, **kwargs) -> None:
+    """Run a recorded backtest (reads purchases only; a finished run is left as it is)."""
+    from loyalty.backtest import backtest_execute
+
+    backtest_execute(backtest_id=backtest_id)

@@ -1,0 +1,61 @@
+"""The bench's table, and its figures kept in docs/benchmarks.md (one row per database, replaced on each run)."""
+
+import datetime as dt
+import os
+import platform
+import re
+from pathlib import Path
+
+DOC = Path(__file__).resolve().parents[2] / "docs" / "benchmarks.md"
+START, END = "<!-- bench:results:start -->", "<!-- bench:results:end -->"
+HEADER = ("| date | machine | database | evaluation median µs | mean µs | p95 µs | backtest 100k s | purchases/s |\n"
+          "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: |")
+
+
+def machine() -> str:
+    model = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{os.cpu_count()} cores ({model}), Python {platform.python_version()}"
+
+
+def table(*, evaluation: dict, backtest: dict, database: str) -> str:
+    rows = [
+        ("rule evaluation per purchase (median)", f"{evaluation['median_us']:.1f} µs"),
+        ("rule evaluation per purchase (mean)", f"{evaluation['mean_us']:.1f} µs"),
+        ("rule evaluation per purchase (p95)", f"{evaluation['p95_us']:.1f} µs"),
+        ("  over", f"{evaluation['evaluations']:,} evaluations, {evaluation['modifiers']} modifiers, "
+                   f"{evaluation['lines']} lines, {evaluation['fired_per_purchase']:.1f} modifiers fire per purchase"),
+        (f"backtest of {backtest['purchases']:,} purchases", f"{backtest['seconds']:.2f} s "
+                                                              f"({backtest['per_second']:,.0f} purchases/s)"),
+        ("  database", database),
+        ("  data", f"{backtest['members']:,} members, {backtest['stores']} stores, one year; "
+                   f"inserted in {backtest['insert_seconds']:.1f} s"),
+        ("  live vs draft points", f"{backtest['live_points']:,} → {backtest['draft_points']:,} "
+                                   f"({backtest['percent']}%)"),
+        ("  target", "under 30 s: " + ("met" if backtest["seconds"] < 30 else "NOT MET")),
+    ]
+    width = max(len(name) for name, _value in rows)
+    return "\n".join(f"{name.ljust(width)}  {value}" for name, value in rows)
+
+
+def record(*, evaluation: dict, backtest: dict, database: str) -> Path:
+    row = (f"| {dt.datetime.now(dt.UTC).date().isoformat()} | {machine()} | {database} | {evaluation['median_us']:.1f} | "
+           f"{evaluation['mean_us']:.1f} | {evaluation['p95_us']:.1f} | {backtest['seconds']:.2f} | "
+           f"{backtest['per_second']:,.0f} |")
+    text = DOC.read_text() if DOC.exists() else f"# Benchmarks\n\n{START}\n{END}\n"
+    if START not in text:
+        text += f"\n{START}\n{END}\n"
+    head, rest = text.split(START, 1)
+    body, tail = rest.split(END, 1)
+    kind = database.split()[0]  # one row per database kind (SQLite, PostgreSQL)
+    rows = [line for line in body.strip().splitlines() if line.startswith("| 2")]
+    rows = [line for line in rows if not re.match(rf"\|[^|]*\|[^|]*\| {kind}\b", line)] + [row]
+    rows.sort(key=lambda line: line.split("|")[3].strip())
+    DOC.write_text(f"{head}{START}\n{HEADER}\n" + "\n".join(rows) + f"\n{END}{tail}")
+    return DOC
