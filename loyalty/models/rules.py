@@ -11,6 +11,7 @@ from django.conf import settings
 from django.core.validators import MinValueValidator
 from django.db import models
 from django.db.models import Q
+from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from loyalty.models.program import EarnRounding
@@ -89,7 +90,7 @@ class Modifier(BaseModel):
     """One rule: a multiplier or a bonus, with conditions that must all hold (empty = any)."""
 
     rule_set = models.ForeignKey(RuleSet, verbose_name=_("rule set"), on_delete=models.CASCADE, related_name="modifiers")
-    name = models.CharField(_("name"), max_length=100, help_text=_("In the merchant's words, e.g. “New product ×2”."))
+    name = models.CharField(_("name"), max_length=100, help_text=_("In the merchant's words, e.g. “New product”; the multiplier is shown after it."))
     is_active = models.BooleanField(_("active"), default=True)
     kind = models.CharField(_("kind"), max_length=10, choices=ModifierKind.choices, default=ModifierKind.MULTIPLIER)
     value = models.DecimalField(
@@ -165,4 +166,5 @@ class BacktestRun(BaseModel):
                                               name="backtestrun_period_valid")]
 
     def __str__(self) -> str:
-        return f"{self.rule_set} {self.period_start:%Y-%m-%d}–{self.period_end:%Y-%m-%d}"
+        start, end = timezone.localtime(self.period_start), timezone.localtime(self.period_end)
+        return f"{self.rule_set} {start:%Y-%m-%d}–{end:%Y-%m-%d}"
