@@ -116,3 +116,9 @@ class DrawLimitReached(LoyaltyError):
 class DrawNotAvailable(LoyaltyError):
     code = "draw_not_available"
     default_message = _("This lucky draw is not open.")
+
+
+class DrawPrizesExhausted(LoyaltyError):
+    code = "draw_prizes_exhausted"
+    default_message = _("All the prizes of this lucky draw are gone.")
+    http_status = 409

@@ -25,6 +25,11 @@ SCHEDULES = {
         "loyalty.tasks.tiers_evaluate_task", {"minute": "30", "hour": "2"},
         "Tier reviews, grace periods and downgrades due; upgrades the figures support (consecutive months).",
     ),
+    # https://crontab.guru/#20_*_*_*_*
+    "rewards: expire stored-value bonus": (
+        "rewards.tasks.wallet_bonus_expire_due_task", {"minute": "20"},
+        "Expire top-up bonus (stored value) whose expiry has passed; spends already skip it.",
+    ),
 }
 
 
