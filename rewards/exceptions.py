@@ -122,3 +122,19 @@ class DrawPrizesExhausted(LoyaltyError):
     code = "draw_prizes_exhausted"
     default_message = _("All the prizes of this lucky draw are gone.")
     http_status = 409
+
+
+class RewardNotFound(NotFound):
+    code = "reward_not_found"
+    default_message = _("No such reward.")
+
+
+class RedemptionNotFound(NotFound):
+    code = "redemption_not_found"
+    default_message = _("No such redemption.")
+
+
+class CashRefundFailed(LoyaltyError):
+    code = "cash_refund_failed"
+    default_message = _("The cash part could not be refunded: {reason}. Nothing was cancelled.")
+    http_status = 502
