@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from django.db.models import F, QuerySet, Sum
 from django.utils.translation import gettext as _
 
-from loyalty.models import Account, AccountKind, Lot, NegativeBalancePolicy, Transfer, TransferCode
+from loyalty.models import Account, AccountKind, Lot, NegativeBalancePolicy, Transfer, TransferCode, Unit
 from loyalty.services.program import program_settings_get
 from members.models import Member
 
@@ -29,7 +29,8 @@ def member_points_summary(*, member: Member, now: dt.datetime) -> PointsSummary:
     net = figures.get(AccountKind.MEMBER_POINTS, 0)
     debt = max(0, -net)
     expiring = Lot.objects.filter(
-        account__member=member, pending=False, remaining__gt=0, expires_at__lte=now + dt.timedelta(days=30)
+        account__member=member, account__kind=AccountKind.MEMBER_POINTS, pending=False, remaining__gt=0,
+        expires_at__lte=now + dt.timedelta(days=30),
     ).aggregate(s=Sum("remaining"))["s"] or 0
     allow_negative = program_settings_get().negative_balance_policy == NegativeBalancePolicy.ALLOW_NEGATIVE
     return PointsSummary(
@@ -43,14 +44,16 @@ def member_points_summary(*, member: Member, now: dt.datetime) -> PointsSummary:
 
 def member_lots_open(*, member: Member) -> QuerySet[Lot]:
     """Lots with points left, in the order they will be spent (pending ones last)."""
-    return Lot.objects.filter(account__member=member, remaining__gt=0).order_by(
+    return Lot.objects.filter(
+        account__member=member, account__kind__in=[AccountKind.MEMBER_POINTS, AccountKind.MEMBER_PENDING], remaining__gt=0,
+    ).order_by(
         "pending", F("expires_at").asc(nulls_last=True), "earned_at", "id"
     )
 
 
 def member_transfers(*, member: Member) -> QuerySet[Transfer]:
-    """The member's history, newest first."""
-    return Transfer.objects.filter(member=member).select_related(
+    """The member's points history, newest first (stored value has its own history)."""
+    return Transfer.objects.filter(member=member, unit=Unit.POINTS).select_related(
         "debit_account", "credit_account", "purchase__store", "staff_user"
     ).order_by("-occurred_at", "-id")
 
@@ -71,7 +74,9 @@ def transfer_describe(*, transfer: Transfer) -> str:
     ref = purchase.external_id if purchase else ""
     store = purchase.store.name if purchase else ""
     code = transfer.code
-    if code == TransferCode.EARN:
+    if code == TransferCode.EARN and b.get("kind") == "topup":
+        text = _("Top-up of %(amount)s: earned %(points)s points") % {"amount": b.get("amount", ""), "points": transfer.amount}
+    elif code == TransferCode.EARN:
         text = _("Purchase %(ref)s at %(store)s: spent %(amount)s, earned %(points)s points") % {
             "ref": ref, "store": store, "amount": b.get("eligible", ""), "points": transfer.amount}
     elif code == TransferCode.PAYMENT:
@@ -86,6 +91,12 @@ def transfer_describe(*, transfer: Transfer) -> str:
         text = _("Points earned on %(date)s expired") % {"date": (b.get("earned_at") or "")[:10]}
     elif code == TransferCode.REDEEM:
         text = _("Redeemed: %(reason)s") % {"reason": transfer.reason}
+    elif code == TransferCode.CANCEL:
+        text = _("Redemption cancelled, points returned: %(reason)s") % {"reason": transfer.reason}
+    elif code == TransferCode.DRAW:
+        text = _("Lucky draw: %(reason)s") % {"reason": transfer.reason} if transfer.reason else _("Lucky draw")
+    elif code == TransferCode.PRIZE:
+        text = _("Lucky draw prize: %(reason)s") % {"reason": transfer.reason} if transfer.reason else _("Lucky draw prize")
     elif code == TransferCode.ADJUST:
         who = transfer.staff_user.get_username() if transfer.staff_user else _("system")
         text = _("Adjustment by %(who)s: %(reason)s") % {"who": who, "reason": transfer.reason}

@@ -122,6 +122,7 @@ class TierChangeReason(models.TextChoices):
     GRACE = "GRACE", _("Below the threshold: grace period started")
     DOWNGRADE = "DOWNGRADE", _("Below the retention threshold after the grace period")
     MANUAL = "MANUAL", _("Changed by staff")
+    REDEMPTION = "REDEMPTION", _("Tier upgrade redeemed with points")
 
 
 class TierChange(models.Model):

@@ -29,7 +29,7 @@ from loyalty.services.ledger import system_account
 from loyalty.services.program import program_settings_get
 
 
-def _bump_many(field: str, amounts: dict[int, int]) -> None:
+def accounts_bump_many(field: str, amounts: dict[int, int]) -> None:
     """One UPDATE for many accounts: ``field += amounts[pk]``."""
     if not amounts:
         return
@@ -39,7 +39,7 @@ def _bump_many(field: str, amounts: dict[int, int]) -> None:
     })
 
 
-def _batches(candidates, *, batch_size: int, work) -> int:
+def lots_in_batches(candidates, *, batch_size: int, work) -> int:
     """Run ``work(lot_ids)`` per batch of due lot ids until none are left; each batch one transaction."""
     done = 0
     last_id = 0
@@ -60,7 +60,8 @@ def points_expire_due(*, now: dt.datetime, cutoff: dt.datetime | None = None, ba
     cutoff = cutoff or now
     batch_size = batch_size or settings.LOYALTY_BATCH_SIZE
     breakage = system_account(SystemAccount.BREAKAGE)
-    due = Lot.objects.filter(remaining__gt=0, pending=False, expires_at__lte=cutoff)
+    # Points lots only: stored-value bonus lots expire through the wallet's own job, into its own account.
+    due = Lot.objects.filter(remaining__gt=0, pending=False, expires_at__lte=cutoff, account__kind=AccountKind.MEMBER_POINTS)
 
     def work(ids: list[int]) -> int:
         account_ids = set(Lot.objects.filter(pk__in=ids).values_list("account_id", flat=True))
@@ -81,10 +82,10 @@ def points_expire_due(*, now: dt.datetime, cutoff: dt.datetime | None = None, ba
             debits[lot.account_id] += lot.remaining
         Transfer.objects.bulk_create(transfers)
         Lot.objects.filter(pk__in=[lot.pk for lot in lots]).update(remaining=0, updated_at=timezone.now())
-        _bump_many("debits_posted", debits)
+        accounts_bump_many("debits_posted", debits)
         return len(lots)
 
-    return _batches(due, batch_size=batch_size, work=work)
+    return lots_in_batches(due, batch_size=batch_size, work=work)
 
 
 def points_clearance_run(*, now: dt.datetime, batch_size: int | None = None) -> int:
@@ -146,8 +147,8 @@ def points_release_pending(*, now: dt.datetime, batch_size: int | None = None) -
         for lot in changed:
             lot.updated_at = stamp
         Lot.objects.bulk_update(changed, ["pending", "account", "remaining", "updated_at"])
-        _bump_many("debits_posted", debits)
-        _bump_many("credits_posted", credits)
+        accounts_bump_many("debits_posted", debits)
+        accounts_bump_many("credits_posted", credits)
         return len(changed)
 
-    return _batches(due, batch_size=batch_size, work=work)
+    return lots_in_batches(due, batch_size=batch_size, work=work)

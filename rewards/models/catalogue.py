@@ -7,6 +7,7 @@ from django.core.validators import MinValueValidator
 from django.db import models
 from django.db.models import Q
 from django.utils.translation import gettext_lazy as _
+from django.utils.translation import pgettext_lazy
 
 from loyalty.models import Tier, Transfer
 from members.models import BaseModel, Member, Store
@@ -77,7 +78,7 @@ class Reward(BaseModel):
 
 
 class RedemptionStatus(models.TextChoices):
-    PENDING = "PENDING", _("Pending")
+    PENDING = "PENDING", pgettext_lazy("redemption status", "Waiting for pickup")
     FULFILLED = "FULFILLED", _("Fulfilled")
     CANCELLED = "CANCELLED", _("Cancelled")
 

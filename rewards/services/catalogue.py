@@ -207,7 +207,7 @@ def _effect_apply(*, redemption: Redemption, reward: Reward, key: str, now: dt.d
     elif reward.kind == RewardKind.TIER_UPGRADE:
         tier: Tier = reward.upgrade_tier
         tier_set(
-            member=member, tier=tier, reason=TierChangeReason.MANUAL, at=now, tz=tz, policy=tier_policy_get(),
+            member=member, tier=tier, reason=TierChangeReason.REDEMPTION, at=now, tz=tz, policy=tier_policy_get(),
             details={"via": "redemption", "redemption": redemption.pk, "reward": reward.pk, "reward_name": reward.name},
             key=f"tier:{member.pk}:redemption:{redemption.pk}",
         )

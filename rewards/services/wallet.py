@@ -60,7 +60,7 @@ from loyalty.services.ledger import (
     system_account,
     transfer_post,
 )
-from loyalty.services.schedules import _batches, _bump_many
+from loyalty.services.schedules import accounts_bump_many, lots_in_batches
 from loyalty.validation import money_clean, text_clean, time_clean
 from members.models import Member, Store
 from rewards.exceptions import InsufficientStoredValue, TopUpRefundTooLarge
@@ -169,7 +169,7 @@ def _bonus_expire_member(*, bonus: Account | None, now: dt.datetime) -> int:
     Transfer.objects.bulk_create(transfers)
     total = sum(t.amount for t in transfers)
     Lot.objects.filter(pk__in=[lot.pk for lot in lots]).update(remaining=0, updated_at=timezone.now())
-    _bump_many("debits_posted", {bonus.pk: total})
+    accounts_bump_many("debits_posted", {bonus.pk: total})
     bonus.debits_posted += total
     return total
 
@@ -456,10 +456,10 @@ def wallet_bonus_expire_due(*, now: dt.datetime, batch_size: int | None = None) 
             debits[lot.account_id] += lot.remaining
         Transfer.objects.bulk_create(transfers)
         Lot.objects.filter(pk__in=[lot.pk for lot in lots]).update(remaining=0, updated_at=timezone.now())
-        _bump_many("debits_posted", debits)
+        accounts_bump_many("debits_posted", debits)
         return len(lots)
 
-    return _batches(due, batch_size=batch_size, work=work)
+    return lots_in_batches(due, batch_size=batch_size, work=work)
 
 
 # ---- balance and low-balance threshold ----

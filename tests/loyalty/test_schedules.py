@@ -52,7 +52,7 @@ def test_expiry_batch_cost_does_not_grow_with_the_number_of_lots(expired_lots, n
 
 
 def test_expiry_resumes_after_being_killed_mid_run(expired_lots, now, monkeypatch):
-    real_bump = schedules_module._bump_many
+    real_bump = schedules_module.accounts_bump_many
     calls = {"n": 0}
 
     def dies_in_second_batch(field, amounts):
@@ -61,12 +61,12 @@ def test_expiry_resumes_after_being_killed_mid_run(expired_lots, now, monkeypatc
             raise KeyboardInterrupt("killed")
         real_bump(field, amounts)
 
-    monkeypatch.setattr(schedules_module, "_bump_many", dies_in_second_batch)
+    monkeypatch.setattr(schedules_module, "accounts_bump_many", dies_in_second_batch)
     with pytest.raises(KeyboardInterrupt):
         points_expire_due(now=now, batch_size=4)
     assert Transfer.objects.filter(code=TransferCode.EXPIRE).count() == 4  # the first batch is whole, the second undone
 
-    monkeypatch.setattr(schedules_module, "_bump_many", real_bump)
+    monkeypatch.setattr(schedules_module, "accounts_bump_many", real_bump)
     assert points_expire_due(now=now, batch_size=4) == 5
     before = row_counts()
     assert points_expire_due(now=now, batch_size=4) == 0

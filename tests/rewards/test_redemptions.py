@@ -493,7 +493,7 @@ class TestKinds:
         assert redemption.status == RedemptionStatus.FULFILLED
         assert member_tier_current(member=member) == tiers["gold"]
         change = TierChange.objects.get(member=member)
-        assert change.reason == TierChangeReason.MANUAL
+        assert change.reason == TierChangeReason.REDEMPTION
         assert change.details["redemption"] == redemption.pk and change.details["via"] == "redemption"
         give(member, 5000, now=now)
         exc = refused(RewardNotAvailable, redeem, member=member, reward=reward, now=now, key="again")

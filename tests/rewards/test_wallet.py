@@ -385,8 +385,6 @@ class _Rollback(Exception):
 class TestPointsJobsLeaveStoredValueAlone:
     """Stored-value lots share the Lot table with points; the points jobs and figures must skip them."""
 
-    @pytest.mark.xfail(strict=True, reason="loyalty points_expire_due selects every due lot, stored-value bonus "
-                                           "lots included (unit mismatch); needs account__unit=POINTS there")
     def test_points_expiry_does_not_touch_a_due_stored_value_bonus(self, member, now, bonus_rule):
         from loyalty.audit import ledger_audit_run
         from loyalty.services import points_expire_due
@@ -403,8 +401,6 @@ class TestPointsJobsLeaveStoredValueAlone:
 
         assert (expired, problems) == (0, [])
 
-    @pytest.mark.xfail(strict=True, reason="loyalty member_points_summary counts stored-value bonus lots (fen) in "
-                                           "expiring_30d; needs account__kind=MEMBER_POINTS there")
     def test_points_expiring_soon_leaves_out_stored_value(self, member, now, bonus_rule):
         from loyalty.selectors import member_points_summary
 
