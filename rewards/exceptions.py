@@ -138,3 +138,19 @@ class CashRefundFailed(LoyaltyError):
     code = "cash_refund_failed"
     default_message = _("The cash part could not be refunded: {reason}. Nothing was cancelled.")
     http_status = 502
+
+
+class CouponVoid(CouponInvalid):
+    code = "coupon_void"
+    default_message = _("This coupon was cancelled and cannot be used.")
+
+
+class CouponTemplateInactive(LoyaltyError):
+    code = "coupon_template_inactive"
+    default_message = _("Coupons “{name}” are no longer issued.")
+
+
+class QuoteMismatch(LoyaltyError):
+    code = "quote_mismatch"
+    default_message = _("The points payment quote does not match this order: {reason}")
+    http_status = 409

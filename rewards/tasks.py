@@ -11,3 +11,10 @@ def wallet_bonus_expire_due_task(**kwargs) -> int:
 
     return wallet_bonus_expire_due(now=timezone.now())
 
+
+@shared_task(acks_late=True)
+def coupons_expire_due_task(**kwargs) -> int:
+    """Mark issued coupons past their end as expired (set-based, batched; safe to rerun)."""
+    from rewards.services.coupons import coupons_expire_due
+
+    return coupons_expire_due(now=timezone.now())

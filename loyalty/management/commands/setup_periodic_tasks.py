@@ -25,6 +25,10 @@ SCHEDULES = {
         "loyalty.tasks.tiers_evaluate_task", {"minute": "30", "hour": "2"},
         "Tier reviews, grace periods and downgrades due; upgrades the figures support (consecutive months).",
     ),
+    # https://crontab.guru/#5_*_*_*_*
+    "rewards: expire due coupons": (
+        "rewards.tasks.coupons_expire_due_task", {"minute": "5"}, "Mark issued coupons past their end as expired.",
+    ),
     # https://crontab.guru/#20_*_*_*_*
     "rewards: expire stored-value bonus": (
         "rewards.tasks.wallet_bonus_expire_due_task", {"minute": "20"},
