@@ -92,7 +92,7 @@ def reward_refusal(*, reward: Reward, tiers: list[Tier], now: dt.datetime, tz: d
         )
     if tiers and (member_tier is None or member_tier.pk not in {t.pk for t in tiers}):
         return RewardNotAvailable(reason=format_lazy(_("it is only for {tiers} members"), tiers=_tier_names(tiers)),
-                                  extra={"tiers": [t.code for t in tiers]})
+                                  extra={"tiers": [t.code for t in sorted(tiers, key=lambda t: t.rank)]})
     if reward.kind == RewardKind.TIER_UPGRADE and reward.upgrade_tier is not None and member_tier is not None \
             and member_tier.rank >= reward.upgrade_tier.rank:
         return RewardNotAvailable(reason=format_lazy(_("you already have the {tier} tier or a higher one"),

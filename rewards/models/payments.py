@@ -67,7 +67,6 @@ class PointsQuote(BaseModel):
                                     related_name="+")
     purchase = models.OneToOneField(Purchase, verbose_name=_("purchase"), on_delete=models.PROTECT, null=True, blank=True,
                                     related_name="points_quote")
-    points_returned = models.PositiveBigIntegerField(_("points returned"), default=0)
 
     class Meta:
         verbose_name = _("points payment quote")

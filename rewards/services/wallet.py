@@ -64,7 +64,8 @@ from loyalty.services.schedules import accounts_bump_many, lots_in_batches
 from loyalty.validation import money_clean, text_clean, time_clean
 from members.models import Member, Store
 from rewards.exceptions import InsufficientStoredValue, TopUpRefundTooLarge
-from rewards.models import SpendingSettings, TopUp, TopUpBonusRule, WalletPreference, WalletSpend
+from rewards.models import TopUp, TopUpBonusRule, WalletPreference, WalletSpend
+from rewards.services.payments import spending_settings_get
 
 CENT = Decimal("0.01")
 BONUS_FIRST = "BONUS_FIRST"
@@ -98,11 +99,6 @@ def ledger_key(prefix: str, key: str, suffix: str = "") -> str:
 
 def _now_clean(now: Any) -> dt.datetime:
     return time_clean(now, field="now", now=now)  # a datetime with a time zone
-
-
-def spending_settings() -> SpendingSettings:
-    spending, _created = SpendingSettings.objects.get_or_create(pk=1)
-    return spending
 
 
 @dataclass
@@ -140,7 +136,7 @@ def _lot_open(*, account: Account, transfer: Transfer, amount: int, at: dt.datet
 
 def _bonus_expires_at(at: dt.datetime) -> dt.datetime | None:
     """End of the local day ``wallet_bonus_expiry_days`` after ``at`` (program time zone), or never."""
-    days = spending_settings().wallet_bonus_expiry_days
+    days = spending_settings_get().wallet_bonus_expiry_days
     if not days:
         return None
     tz = program_settings_get().tz
@@ -278,7 +274,7 @@ def wallet_spend(*, member: Member, amount: Any, now: dt.datetime, store: Store 
         raise InsufficientStoredValue(available=yuan(wallet.total), requested=amount)
 
     order = [wallet.bonus, wallet.principal]
-    if spending_settings().wallet_spend_order == PRINCIPAL_FIRST:
+    if spending_settings_get().wallet_spend_order == PRINCIPAL_FIRST:
         order.reverse()
     takes: list[tuple[Account, int]] = []
     left = wanted
