@@ -99,6 +99,9 @@ class Coupon(BaseModel):
     redeemed_reference = models.CharField(_("redemption reference"), max_length=64, blank=True)
     discount = models.DecimalField(_("discount given"), max_digits=12, decimal_places=2, null=True, blank=True)
     idempotency_key = models.CharField(_("idempotency key"), max_length=200, unique=True)
+    redeem_idempotency_key = models.CharField(_("redemption idempotency key"), max_length=200, null=True, blank=True,
+                                              unique=True)
+    redeem_fingerprint = models.CharField(_("redemption request fingerprint"), max_length=64, blank=True)
 
     class Meta:
         verbose_name = _("coupon")

@@ -41,7 +41,7 @@ from django.utils.translation import gettext_lazy as _
 
 from loyalty.exceptions import IdempotencyKeyReused, InvalidInput, MemberClosed, MemberFrozen, MemberNotFound
 from loyalty.explain import money
-from loyalty.idempotency import idempotency_key_check
+from loyalty.idempotency import fingerprint, idempotency_key_check, replay_or_refuse
 from loyalty.services.program import program_settings_get
 from loyalty.validation import money_clean, text_clean
 from members.models import Member, MemberStatus, Store
@@ -304,14 +304,6 @@ def coupon_validate(*, code: str, member: Member | None, store: Store | None, or
                          with_points=with_points, other_coupons=other_coupons)
 
 
-def _redemption_mark(*, reference: str, key: str) -> str:
-    """What ``redeemed_reference`` records: the caller's reference (order number), else one derived from the
-    idempotency key, so that a retry of the same redemption can be recognised."""
-    if reference:
-        return reference
-    return key if len(key) <= 64 else "key:" + key[-60:]
-
-
 @transaction.atomic
 def coupon_redeem(*, code: str, member: Member | None, store: Store | None, order_amount: Decimal,
                   now: dt.datetime, idempotency_key: str, reference: str = "", with_points: bool = False,
@@ -320,8 +312,8 @@ def coupon_redeem(*, code: str, member: Member | None, store: Store | None, orde
 
     The coupon row is locked (``select_for_update``) and its state checked again under the lock, so of
     concurrent attempts one redeems and the others see ``CouponAlreadyUsed``. Records the discount, store,
-    reference and time. A retry of the same redemption — the coupon already redeemed at the same store with
-    the same reference (or, without a reference, the same idempotency key) — returns the coupon unchanged.
+    reference and time. The same idempotency key with the same request returns the coupon unchanged (with
+    another request: ``IdempotencyKeyReused``); so does the same order reference at the same store.
     """
     key = idempotency_key_check(idempotency_key)
     reference = text_clean(reference, field="reference", max_length=64, required=False)
@@ -329,21 +321,29 @@ def coupon_redeem(*, code: str, member: Member | None, store: Store | None, orde
     coupon = Coupon.objects.select_for_update(of=("self",)).select_related("template").filter(code=code).first()
     if coupon is None:
         raise CouponInvalid()
-    mark = _redemption_mark(reference=reference, key=key)
+    request = fingerprint({"code": code, "member": member.pk if member else None, "store": store.pk if store else None,
+                           "order_amount": order_amount, "reference": reference, "with_points": with_points,
+                           "other_coupons": other_coupons})
+    if coupon.redeem_idempotency_key == key:  # the same redemption, retried
+        replay_or_refuse(stored_fingerprint=coupon.redeem_fingerprint, request_fingerprint=request)
+        return coupon
+    if Coupon.objects.filter(redeem_idempotency_key=key).exists():
+        raise IdempotencyKeyReused()
     if member is not None and coupon.member_id != member.pk:
         raise CouponNotYours()
-    if (coupon.status == CouponStatus.REDEEMED and coupon.redeemed_reference == mark
+    if (reference and coupon.status == CouponStatus.REDEEMED and coupon.redeemed_reference == reference
             and coupon.redeemed_store_id == (store.pk if store else None)):
-        return coupon  # the same redemption, retried
+        return coupon  # the same order (POS reference) retried under a new key
     check = _coupon_check(coupon=coupon, member=member, store=store, order_amount=order_amount, now=now,
                           with_points=with_points, other_coupons=other_coupons)
     coupon.status = CouponStatus.REDEEMED
     coupon.redeemed_at = now
     coupon.redeemed_store = store
-    coupon.redeemed_reference = mark
+    coupon.redeemed_reference = reference
     coupon.discount = check.discount
+    coupon.redeem_idempotency_key, coupon.redeem_fingerprint = key, request
     coupon.save(update_fields=["status", "redeemed_at", "redeemed_store", "redeemed_reference", "discount",
-                               "updated_at"])
+                               "redeem_idempotency_key", "redeem_fingerprint", "updated_at"])
     return coupon
 
 

@@ -613,3 +613,16 @@ class TestBulkIssue:
     def test_a_csv_without_file_or_template_is_refused(self, admin_client):
         response = admin_client.post(reverse("admin:rewards_coupon_bulk_issue"), {"action": "preview", "mode": "csv"})
         assert {"template", "csv_file"} <= set(response.context["form"].errors)
+
+
+class TestRedeemIdempotencyKey:
+    def test_the_same_key_with_another_order_is_refused_and_writes_nothing(self, member, now, store):
+        from loyalty.exceptions import IdempotencyKeyReused
+
+        coupon = coupon_make(member=member, now=now)
+        other = coupon_make(member=member, now=now)
+        redeem(coupon, member=member, store=store, now=now, key="till-1:7")
+
+        refused(IdempotencyKeyReused, redeem, coupon_or_code=other, member=member, store=store, now=now, key="till-1:7")
+        other.refresh_from_db()
+        assert other.status == "ISSUED"
