@@ -89,3 +89,9 @@ class DuplicatePurchase(LoyaltyError):
 class RefundExceedsPurchase(LoyaltyError):
     code = "refund_exceeds_purchase"
     default_message = _("The refund is larger than what is left to refund on this purchase ({refundable}).")
+
+
+class IdempotencyKeyInUse(LoyaltyError):
+    code = "idempotency_key_in_use"
+    default_message = _("A request with this idempotency key is still being processed; retry shortly.")
+    http_status = 409

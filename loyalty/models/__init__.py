@@ -1,5 +1,6 @@
 """Models of the points engine, one module per concern; import them from here."""
 
+from loyalty.models.api import ApiClient, IdempotencyRecord, IdempotencyState, Scope
 from loyalty.models.ledger import (
     Account,
     AccountKind,
@@ -40,6 +41,10 @@ from loyalty.models.tiers import (
 )
 
 __all__ = [
+    "ApiClient",
+    "IdempotencyRecord",
+    "IdempotencyState",
+    "Scope",
     "Account",
     "BacktestRun",
     "BacktestStatus",

@@ -1,0 +1,1 @@
+"""Partner REST API v1: shared machinery (authentication, scopes, errors, idempotency, pagination)."""

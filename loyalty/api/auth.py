@@ -1,0 +1,66 @@
+import datetime as dt
+import hmac
+
+from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
+from drf_spectacular.extensions import OpenApiAuthenticationExtension
+from rest_framework import authentication, exceptions, permissions
+
+from loyalty.models import ApiClient
+from loyalty.services.api_clients import api_key_hash
+
+LAST_USED_RESOLUTION = dt.timedelta(minutes=1)  # at most one write per client per minute for "last used"
+
+
+class ApiKeyAuthentication(authentication.BaseAuthentication):
+    """``Authorization: Bearer lk_<public>_<secret>``. ``request.auth`` is the ApiClient."""
+
+    keyword = "Bearer"
+
+    def authenticate(self, request):
+        header = authentication.get_authorization_header(request).decode("latin-1").strip()
+        if not header:
+            return None
+        parts = header.split()
+        if len(parts) != 2 or parts[0] != self.keyword:
+            raise exceptions.AuthenticationFailed(_("Use the header “Authorization: Bearer <API key>”."))
+        key = parts[1]
+        prefix = "_".join(key.split("_")[:2])
+        client = ApiClient.objects.select_related("store").filter(key_prefix=prefix).first()
+        if client is None or not hmac.compare_digest(client.key_hash, api_key_hash(key)):
+            raise exceptions.AuthenticationFailed(_("The API key is not valid."))
+        if not client.is_active:
+            raise exceptions.AuthenticationFailed(_("The API key was revoked."))
+        now = timezone.now()
+        if client.last_used_at is None or now - client.last_used_at > LAST_USED_RESOLUTION:
+            ApiClient.objects.filter(pk=client.pk).update(last_used_at=now)
+        return (None, client)
+
+    def authenticate_header(self, request) -> str:
+        return 'Bearer realm="api"'
+
+
+class ApiKeyScheme(OpenApiAuthenticationExtension):
+    target_class = "loyalty.api.auth.ApiKeyAuthentication"
+    name = "apiKey"
+
+    def get_security_definition(self, auto_schema):
+        return {"type": "http", "scheme": "bearer", "description": "API key created with `manage.py create_api_key`."}
+
+
+class HasScope(permissions.BasePermission):
+    """The view names ``required_scope``; the client must hold it."""
+
+    message = _("This API key does not have the scope this request needs.")
+
+    def has_permission(self, request, view) -> bool:
+        client = request.auth
+        if not isinstance(client, ApiClient):
+            raise exceptions.NotAuthenticated()
+        scope = getattr(view, "required_scope", None)
+        if scope is None:
+            return True
+        if not client.has_scope(scope):
+            self.message = _("This API key lacks the scope “%(scope)s”.") % {"scope": scope}
+            return False
+        return True
