@@ -2,6 +2,13 @@
 
 from django.urls import path
 
+from loyalty.api.members import (
+    MemberAdjustmentApi,
+    MemberDetailApi,
+    MemberListCreateApi,
+    MemberLotListApi,
+    MemberTransferListApi,
+)
 from members.api import StoreListApi
 from rewards.api.urls import urlpatterns as spending_urlpatterns
 
@@ -9,6 +16,11 @@ app_name = "api"
 
 urlpatterns = [
     path("stores", StoreListApi.as_view(), name="stores"),
+    path("members", MemberListCreateApi.as_view(), name="members"),
+    path("members/<int:member_id>", MemberDetailApi.as_view(), name="member"),
+    path("members/<int:member_id>/transfers", MemberTransferListApi.as_view(), name="member-transfers"),
+    path("members/<int:member_id>/lots", MemberLotListApi.as_view(), name="member-lots"),
+    path("members/<int:member_id>/adjustments", MemberAdjustmentApi.as_view(), name="member-adjustments"),
 ]
 
 urlpatterns += spending_urlpatterns
