@@ -9,6 +9,7 @@ from loyalty.api.members import (
     MemberLotListApi,
     MemberTransferListApi,
 )
+from loyalty.api.purchases import PurchaseCreateApi, PurchaseDetailApi, PurchasePreviewApi, RefundCreateApi
 from members.api import StoreListApi
 from rewards.api.urls import urlpatterns as spending_urlpatterns
 
@@ -21,6 +22,10 @@ urlpatterns = [
     path("members/<int:member_id>/transfers", MemberTransferListApi.as_view(), name="member-transfers"),
     path("members/<int:member_id>/lots", MemberLotListApi.as_view(), name="member-lots"),
     path("members/<int:member_id>/adjustments", MemberAdjustmentApi.as_view(), name="member-adjustments"),
+    path("purchases", PurchaseCreateApi.as_view(), name="purchases"),
+    path("purchases/preview", PurchasePreviewApi.as_view(), name="purchase-preview"),
+    path("purchases/<int:purchase_id>", PurchaseDetailApi.as_view(), name="purchase"),
+    path("purchases/<int:purchase_id>/refunds", RefundCreateApi.as_view(), name="purchase-refunds"),
 ]
 
 urlpatterns += spending_urlpatterns

@@ -1,0 +1,194 @@
+"""API: purchases — record, preview, read, refund; store binding."""
+
+import copy
+import itertools
+
+import pytest
+from django.utils import timezone
+
+from loyalty.models import Purchase, Refund, Transfer
+from members.models import MemberStatus
+from tests.api.conftest import api_for
+from tests.api.test_foundation import assert_error
+from tests.factories import MemberFactory, StoreFactory
+
+pytestmark = pytest.mark.django_db
+
+PURCHASE_KEYS = {"id", "member", "store", "external_id", "occurred_at", "total", "points_earned", "breakdown",
+                 "breakdown_lines", "points_balance", "tier_change", "refunded_amount", "points_reversed",
+                 "points_returned"}
+_keys = itertools.count()
+
+
+def post(client, path, body, key=None):
+    return client.post(path, body, format="json", HTTP_IDEMPOTENCY_KEY=key or f"p{next(_keys)}")
+
+
+@pytest.fixture
+def shop(db):
+    return StoreFactory(code="SH001")
+
+
+@pytest.fixture
+def buyer(db):
+    return MemberFactory(phone="+8613800138000")
+
+
+def basket(**overrides):
+    body = {"member": {"phone": "13800138000"}, "store": "SH001", "external_id": f"POS-{next(_keys)}",
+            "occurred_at": timezone.now().replace(microsecond=0).isoformat(), "total": "100.00",
+            "lines": [{"sku": "LATTE", "category": "drinks", "quantity": 2, "amount": "60.00"},
+                      {"sku": "MUFFIN", "category": "bakery", "quantity": 1, "amount": "40.00"}]}
+    body.update(overrides)
+    return body
+
+
+def test_purchase_earns_points(api, shop, buyer):
+    response = post(api, "/api/v1/purchases", basket())
+    assert response.status_code == 201, response.content
+    body = response.json()
+    assert set(body) == PURCHASE_KEYS
+    assert body["points_earned"] > 0 and body["points_balance"] + 0 >= 0 and body["total"] == "100.00"
+    assert body["breakdown_lines"] and isinstance(body["breakdown"], dict)
+    assert Purchase.objects.get(pk=body["id"]).member == buyer
+
+
+@pytest.mark.parametrize("ref", ["id", "member_number"])
+def test_member_by_id_or_number(api, shop, buyer, ref):
+    value = buyer.pk if ref == "id" else buyer.member_number
+    assert post(api, "/api/v1/purchases", basket(member={ref: value})).status_code == 201
+
+
+def test_get_purchase(api, shop, buyer):
+    created = post(api, "/api/v1/purchases", basket()).json()
+    got = api.get(f"/api/v1/purchases/{created['id']}").json()
+    assert got["id"] == created["id"] and got["points_earned"] == created["points_earned"]
+    assert_error(api.get("/api/v1/purchases/999999"), 404, "not_found")
+
+
+def test_preview_writes_nothing_and_matches_the_real_answer(api, shop, buyer):
+    body = basket()
+    preview = api.post("/api/v1/purchases/preview", body, format="json")
+    assert preview.status_code == 200, preview.content
+    assert preview.json()["id"] is None
+    assert not Purchase.objects.exists() and not Transfer.objects.exists()
+    real = post(api, "/api/v1/purchases", body).json()
+    assert preview.json()["points_earned"] == real["points_earned"]
+    assert preview.json()["breakdown"] == real["breakdown"]
+
+
+def test_preview_refuses_bad_input_too(api, shop, buyer):
+    assert_error(api.post("/api/v1/purchases/preview", {"total": "x"}, format="json"), 400, "invalid_request")
+
+
+def test_unknown_member_and_store(api, shop, buyer):
+    assert_error(post(api, "/api/v1/purchases", basket(member={"phone": "13900000000"})), 404, "member_not_found")
+    assert_error(post(api, "/api/v1/purchases", basket(member={"phone": "garbage"})), 404, "member_not_found")
+    assert_error(post(api, "/api/v1/purchases", basket(store="NOPE")), 404, "store_not_found")
+
+
+@pytest.mark.parametrize("change, field", [
+    ({"member": {}}, "member"),
+    ({"member": {"id": 1, "phone": "138"}}, "member"),
+    ({"member": "13800138000"}, "member"),
+    ({"total": "abc"}, "total"),
+    ({"total": "1e30"}, "total"),
+    ({"total": 10**40}, "total"),
+    ({"total": "-5.00"}, "total"),
+    ({"occurred_at": "yesterday"}, "occurred_at"),
+    ({"occurred_at": "2026-03-04T10:00:00"}, "occurred_at"),
+    ({"occurred_at": 12345}, "occurred_at"),
+    ({"lines": "all of them"}, "lines"),
+    ({"lines": [{"sku": "A", "quantity": 0, "amount": "100.00"}]}, "lines"),
+    ({"lines": [{"sku": "A", "quantity": "two", "amount": "100.00"}]}, "lines"),
+    ({"channel": "TELEPATHY"}, "channel"),
+    ({"external_id": "x" * 65}, "external_id"),
+    ({"promo_codes": "SPRING"}, "promo_codes"),
+])
+def test_validation_is_400_with_details_per_field(api, shop, buyer, change, field):
+    error = assert_error(post(api, "/api/v1/purchases", basket(**change)), 400, "invalid_request")
+    assert field in error["details"], error
+
+
+def test_missing_fields(api, shop, buyer):
+    error = assert_error(post(api, "/api/v1/purchases", {}), 400, "invalid_request")
+    assert {"member", "store", "external_id", "occurred_at", "total"} <= set(error["details"])
+
+
+def test_lines_that_do_not_add_up_are_400(api, shop, buyer):
+    response = post(api, "/api/v1/purchases", basket(total="99.00"))
+    assert response.status_code == 400 and response.json()["error"]["code"] == "invalid_input"
+
+
+@pytest.mark.parametrize("raw", [b"{", b"[]", b"42", b"null", b'{"member": null}'])
+def test_garbage_bodies_never_500(api, shop, buyer, raw):
+    response = api.post("/api/v1/purchases", raw, content_type="application/json", HTTP_IDEMPOTENCY_KEY=f"g{next(_keys)}")
+    assert response.status_code == 400, response.content
+    preview = api.post("/api/v1/purchases/preview", raw, content_type="application/json")
+    assert preview.status_code == 400, preview.content
+
+
+def test_same_order_number_with_a_new_key_is_409_duplicate(api, shop, buyer):
+    body = basket()
+    post(api, "/api/v1/purchases", body)
+    changed = {**body, "total": "40.00", "lines": body["lines"][1:]}
+    response = post(api, "/api/v1/purchases", changed)
+    assert response.status_code == 409, response.content
+
+
+def test_frozen_member_is_422(api, shop, buyer):
+    buyer.status = MemberStatus.FROZEN
+    buyer.save(update_fields=["status"])
+    response = post(api, "/api/v1/purchases", basket())
+    assert response.status_code == 422 and response.json()["error"]["code"] == "member_frozen", response.content
+
+
+def test_scope_and_auth(db, shop, buyer):
+    assert_error(post(api_for(scopes=["members:read"]), "/api/v1/purchases", basket()), 403, "insufficient_scope")
+    assert_error(api_for(scopes=["members:read"]).post("/api/v1/purchases/preview", basket(), format="json"), 403,
+                 "insufficient_scope")
+    from rest_framework.test import APIClient
+
+    assert_error(post(APIClient(), "/api/v1/purchases", basket()), 401, "unauthenticated")
+
+
+def test_store_bound_client_posts_reads_and_refunds_only_at_its_store(api, shop, buyer):
+    other = StoreFactory(code="BJ001")
+    bound = api_for(scopes=["purchases:write"], store=shop)
+    assert post(bound, "/api/v1/purchases", basket()).status_code == 201
+    assert_error(post(bound, "/api/v1/purchases", basket(store="BJ001")), 403, "store_not_allowed")
+    assert_error(bound.post("/api/v1/purchases/preview", basket(store="BJ001"), format="json"), 403, "store_not_allowed")
+    elsewhere = post(api, "/api/v1/purchases", basket(store=other.code)).json()
+    assert_error(bound.get(f"/api/v1/purchases/{elsewhere['id']}"), 404, "not_found")
+    assert_error(post(bound, f"/api/v1/purchases/{elsewhere['id']}/refunds", {"amount": "10.00"}), 404, "not_found")
+    assert not Refund.objects.exists()
+
+
+def test_refund_by_amount_and_by_lines(api, shop, buyer):
+    created = post(api, "/api/v1/purchases", basket()).json()
+    partial = post(api, f"/api/v1/purchases/{created['id']}/refunds", {"amount": "40.00"})
+    assert partial.status_code == 201, partial.content
+    assert set(partial.json()) == {"id", "amount", "points_reversed", "points_returned", "points_balance"}
+    rest = post(api, f"/api/v1/purchases/{created['id']}/refunds", {"lines": [{"sku": "LATTE", "quantity": 2}]})
+    assert rest.status_code == 201, rest.content
+    assert partial.json()["points_reversed"] + rest.json()["points_reversed"] == created["points_earned"]
+    assert rest.json()["points_balance"] == 0
+
+
+def test_refund_refusals(api, shop, buyer):
+    created = post(api, "/api/v1/purchases", basket()).json()
+    url = f"/api/v1/purchases/{created['id']}/refunds"
+    assert_error(post(api, url, {}), 400, "invalid_request")
+    assert_error(post(api, url, {"amount": "1.00", "lines": [{"sku": "LATTE"}]}), 400, "invalid_request")
+    assert_error(post(api, url, {"amount": "lots"}), 400, "invalid_request")
+    assert_error(post(api, url, {"amount": "1.00", "occurred_at": "2026-01-01T00:00:00"}), 400, "invalid_request")
+    too_much = post(api, url, {"amount": "500.00"})
+    assert too_much.status_code == 422, too_much.content
+    assert_error(post(api, "/api/v1/purchases/999999/refunds", {"amount": "1.00"}), 404, "not_found")
+
+
+def test_body_is_not_mutated_by_the_request(api, shop, buyer):
+    body = basket()
+    kept = copy.deepcopy(body)
+    post(api, "/api/v1/purchases", body)
+    assert body == kept
