@@ -95,8 +95,9 @@ def test_more_points_than_the_member_has_is_422(api):
 
 def test_points_spent_meanwhile_make_the_commit_422(api, member):
     quote_id = quote(api, member, points=500)["id"]
-    from loyalty.services import points_adjust
     from django.contrib.auth import get_user_model
+
+    from loyalty.services import points_adjust
 
     staff = get_user_model().objects.create_user(username="s", is_staff=True)
     points_adjust(member=member, points=-9_800, reason="spent", staff_user=staff, idempotency_key="drain",
