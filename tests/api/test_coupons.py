@@ -8,6 +8,7 @@ from rewards.models import Coupon, CouponStatus
 from rewards.services.coupons import coupon_code_format
 from tests.api.conftest import api_for
 from tests.api.test_points_payments import assert_error, post
+from tests.conftest import requires_postgres
 from tests.factories import MemberFactory, StoreFactory
 from tests.rewards.factories import code_typo, coupon_make
 
@@ -97,3 +98,46 @@ def test_a_coupon_valid_only_at_some_stores(api):
     assert_error(post(api, VALIDATE, body(coupon, store="B1")), 422, "coupon_not_applicable")
     assert post(api, VALIDATE, body(coupon, store="A1")).status_code == 200
     assert "store" in assert_error(post(api, VALIDATE, body(coupon, store="ZZ9")), 400, "invalid_request")["details"]
+
+
+def concurrently(n: int, call) -> list:
+    """Run ``call(i)`` in ``n`` threads released at once; each thread closes its own connection."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    from django.db import close_old_connections, connections
+
+    barrier = threading.Barrier(n)
+
+    def run(i):
+        try:
+            barrier.wait(timeout=30)
+            return call(i)
+        finally:
+            connections.close_all()
+
+    with ThreadPoolExecutor(max_workers=n) as pool:
+        results = list(pool.map(run, range(n)))
+    close_old_connections()
+    return results
+
+
+@requires_postgres
+@pytest.mark.django_db(transaction=True)
+def test_twenty_tills_redeeming_one_coupon_at_once_redeem_it_once():
+    from loyalty.services.api_clients import api_client_create
+
+    coupon = coupon_make(member=MemberFactory())
+    _client, key = api_client_create(name="POS", scopes=[Scope.COUPONS_WRITE])
+
+    def call(i):
+        client = APIClient()
+        client.credentials(HTTP_AUTHORIZATION=f"Bearer {key}")
+        response = post(client, REDEEM, body(coupon, reference=f"till-{i}"), idempotency_key=f"till-{i}")
+        return response.status_code, response.json()
+
+    results = concurrently(20, call)
+    statuses = sorted(status for status, _ in results)
+    assert statuses == [200] + [409] * 19, results
+    assert {b["error"]["code"] for s, b in results if s == 409} == {"coupon_already_used"}
+    assert Coupon.objects.get().status == CouponStatus.REDEEMED

@@ -8,7 +8,9 @@ from rest_framework.test import APIClient
 from loyalty.models import Scope
 from rewards.models import TopUp, TopUpBonusRule, WalletSpend
 from tests.api.conftest import api_for
+from tests.api.test_coupons import concurrently
 from tests.api.test_points_payments import assert_error, post
+from tests.conftest import requires_postgres
 from tests.factories import MemberFactory, StoreFactory
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("audit_clean")]
@@ -130,3 +132,32 @@ def test_a_store_bound_client_tops_up_at_its_store_and_refunds_only_its_top_ups(
     elsewhere = topup(api, member, store="B1")
     assert_error(post(bound, f"{TOPUPS}/{elsewhere['id']}/refunds", {}), 404, "topup_not_found")
     assert post(bound, f"{TOPUPS}/{own['id']}/refunds", {}).status_code == 200
+
+
+@requires_postgres
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_spends_never_overdraw_and_identical_top_ups_write_once():
+    from loyalty.services.api_clients import api_client_create
+
+    member = MemberFactory()
+    _client, key = api_client_create(name="POS", scopes=[Scope.WALLET_WRITE])
+
+    def client():
+        c = APIClient()
+        c.credentials(HTTP_AUTHORIZATION=f"Bearer {key}")
+        return c
+
+    def top_up(_i):
+        response = post(client(), TOPUPS, {"member": member.pk, "amount": "100.00"}, idempotency_key="same-topup")
+        return response.status_code, response.json()
+
+    results = concurrently(20, top_up)
+    assert TopUp.objects.count() == 1
+    assert {s for s, _ in results} == {201} and all(b == results[0][1] for _, b in results)
+
+    def spend(i):
+        return post(client(), SPENDS, {"member": member.pk, "amount": "30.00"}, idempotency_key=f"spend-{i}").status_code
+
+    statuses = concurrently(20, spend)
+    assert sorted(statuses) == [201] * 3 + [422] * 17
+    assert WalletSpend.objects.count() == 3
