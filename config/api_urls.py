@@ -9,6 +9,7 @@ from loyalty.api.members import (
     MemberLotListApi,
     MemberTransferListApi,
 )
+from loyalty.api.program import ProgramApi
 from loyalty.api.purchases import PurchaseCreateApi, PurchaseDetailApi, PurchasePreviewApi, RefundCreateApi
 from members.api import StoreListApi
 from rewards.api.urls import urlpatterns as spending_urlpatterns
@@ -26,6 +27,7 @@ urlpatterns = [
     path("purchases/preview", PurchasePreviewApi.as_view(), name="purchase-preview"),
     path("purchases/<int:purchase_id>", PurchaseDetailApi.as_view(), name="purchase"),
     path("purchases/<int:purchase_id>/refunds", RefundCreateApi.as_view(), name="purchase-refunds"),
+    path("program", ProgramApi.as_view(), name="program"),
 ]
 
 urlpatterns += spending_urlpatterns
