@@ -8,8 +8,9 @@ from rest_framework.views import APIView
 
 from loyalty.api.idempotency import api_idempotency_key, idempotent
 from loyalty.models import Scope
-from rewards.api.common import errors, id_field, member_get, money_out, store_for
+from rewards.api.common import errors, id_field, member_get, money_out, path_id, store_for
 from rewards.api.payments import IDEMPOTENCY_HEADER
+from rewards.exceptions import RedemptionNotFound
 from rewards.models import RedemptionStatus
 from rewards.selectors_catalogue import reward_list_available
 from rewards.services.catalogue import redemption_cancel, redemption_create, redemption_fulfil
@@ -131,7 +132,7 @@ class RedemptionCancelApi(APIView):
     def post(self, request, redemption_id: int):
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        redemption = redemption_cancel(redemption_id=redemption_id, now=timezone.now(),
+        redemption = redemption_cancel(redemption_id=path_id(redemption_id, RedemptionNotFound), now=timezone.now(),
                                        reason=data.validated_data["reason"],
                                        idempotency_key=api_idempotency_key(request))
         return Response(RedemptionOutputSerializer(redemption).data)
@@ -158,6 +159,6 @@ class RedemptionFulfilApi(APIView):
     def post(self, request, redemption_id: int):
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        redemption = redemption_fulfil(redemption_id=redemption_id, pickup_code=data.validated_data["pickup_code"],
+        redemption = redemption_fulfil(redemption_id=path_id(redemption_id, RedemptionNotFound), pickup_code=data.validated_data["pickup_code"],
                                        now=timezone.now(), store=store_for(request, data.validated_data.get("store")))
         return Response(RedemptionOutputSerializer(redemption).data)

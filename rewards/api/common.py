@@ -29,6 +29,13 @@ def money_out(**kwargs) -> serializers.DecimalField:
     return serializers.DecimalField(max_digits=14, decimal_places=2, coerce_to_string=True, **kwargs)
 
 
+def path_id(value: int, not_found: type[LoyaltyError]) -> int:
+    """An id from the URL; one that no row can have is simply not found."""
+    if not 1 <= value <= MAX_ID:
+        raise not_found()
+    return value
+
+
 def member_get(member_id: int) -> Member:
     member = Member.objects.filter(pk=member_id).first()
     if member is None:

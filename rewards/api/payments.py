@@ -8,7 +8,16 @@ from rest_framework.views import APIView
 
 from loyalty.api.idempotency import api_idempotency_key, idempotent
 from loyalty.models import Scope
-from rewards.api.common import errors, id_field, member_get, money_field, money_out, store_for, store_visible
+from rewards.api.common import (
+    errors,
+    id_field,
+    member_get,
+    money_field,
+    money_out,
+    path_id,
+    store_for,
+    store_visible,
+)
 from rewards.exceptions import QuoteNotFound
 from rewards.models import PointsQuote
 from rewards.services.payments import points_quote_commit, points_quote_create
@@ -89,6 +98,7 @@ class PointsQuoteCommitApi(APIView):
     def post(self, request, quote_id: int):
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
+        quote_id = path_id(quote_id, QuoteNotFound)
         row = PointsQuote.objects.filter(pk=quote_id).values("store_id").first()
         if row is None or not store_visible(request, row["store_id"]):
             raise QuoteNotFound()

@@ -1,6 +1,7 @@
 """API: stored value (储值) — top up, spend, refund a top-up."""
 
 from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
 from drf_spectacular.utils import OpenApiExample, extend_schema, extend_schema_field, extend_schema_serializer
 from rest_framework import serializers, status
 from rest_framework.response import Response
@@ -9,7 +10,16 @@ from rest_framework.views import APIView
 from loyalty.api.idempotency import api_idempotency_key, idempotent
 from loyalty.exceptions import NotFound
 from loyalty.models import Scope
-from rewards.api.common import errors, id_field, member_get, money_field, money_out, store_for, store_visible
+from rewards.api.common import (
+    errors,
+    id_field,
+    member_get,
+    money_field,
+    money_out,
+    path_id,
+    store_for,
+    store_visible,
+)
 from rewards.api.payments import IDEMPOTENCY_HEADER
 from rewards.models import TopUp
 from rewards.services.wallet import wallet_balance, wallet_spend, wallet_topup, wallet_topup_refund
@@ -17,6 +27,7 @@ from rewards.services.wallet import wallet_balance, wallet_spend, wallet_topup, 
 
 class TopUpNotFound(NotFound):
     code = "topup_not_found"
+    default_message = _("No such top-up.")
 
 
 class WalletBalanceOutputSerializer(serializers.Serializer):
@@ -143,7 +154,7 @@ class WalletTopUpRefundApi(APIView):
     def post(self, request, topup_id: int):
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        topup = TopUp.objects.select_related("member").filter(pk=topup_id).first()
+        topup = TopUp.objects.select_related("member").filter(pk=path_id(topup_id, TopUpNotFound)).first()
         if topup is None or not store_visible(request, topup.store_id):
             raise TopUpNotFound()
         topup = wallet_topup_refund(topup=topup, amount=data.validated_data.get("amount"), now=timezone.now(),

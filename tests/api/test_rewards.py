@@ -176,3 +176,14 @@ def test_cancel_errors(api, member, water):
     assert "reason" in assert_error(post(api, url, {"reason": ""}), 400, "invalid_request")["details"]
     assert "reason" in assert_error(post(api, url, {"reason": "x" * 300}), 400, "invalid_request")["details"]
     assert_error(post(api_for(scopes=[Scope.REWARDS_READ]), url, {"reason": "x"}), 403, "insufficient_scope")
+
+
+@pytest.mark.parametrize("url, code", [
+    ("/api/v1/points-payments/quotes/{}/commit", "quote_not_found"),
+    ("/api/v1/redemptions/{}/cancel", "redemption_not_found"),
+    ("/api/v1/redemptions/{}/fulfil", "redemption_not_found"),
+    ("/api/v1/wallet/top-ups/{}/refunds", "topup_not_found"),
+])
+@pytest.mark.parametrize("object_id", ["0", "9" * 30])
+def test_ids_out_of_range_in_the_path_are_404_not_500(api, url, code, object_id):
+    assert_error(post(api, url.format(object_id), {"reason": "x", "pickup_code": "ABC"}), 404, code)
