@@ -27,6 +27,7 @@ from loyalty.selectors import (
 )
 from loyalty.selectors_tiers import tier_progress
 from loyalty.services import member_enrol, points_adjust
+from loyalty.services.member_profile import member_profile_update
 from members.models import Member, Store
 from members.services import phone_normalise
 from rewards.services.wallet import wallet_balance
@@ -203,12 +204,48 @@ class MemberListCreateApi(APIView):
 
 
 class MemberDetailApi(APIView):
+    """``GET`` a member; ``PATCH`` corrects name, birthday or home store (phone and status are not
+    changed through the API)."""
+
     required_scope = Scope.MEMBERS_READ
+
+    def get_permissions(self):
+        self.required_scope = Scope.MEMBERS_WRITE if self.request.method == "PATCH" else Scope.MEMBERS_READ
+        return super().get_permissions()
+
+    class UpdateSerializer(serializers.Serializer):
+        name = serializers.CharField(required=False, max_length=100)
+        birthday = serializers.DateField(required=False, allow_null=True)
+        home_store = serializers.CharField(required=False, allow_null=True, allow_blank=True, max_length=32,
+                                           help_text="Store code; null clears it.")
+
+        class Meta:
+            ref_name = "MemberUpdate"
+
+        def validate(self, attrs):
+            unknown = sorted(set(self.initial_data) - set(self.fields)) if isinstance(self.initial_data, dict) else []
+            if unknown:
+                raise serializers.ValidationError(
+                    {field: [_("This field cannot be changed here.")] for field in unknown})
+            return attrs
 
     @extend_schema(operation_id="members_retrieve", summary="A member with balances and tier progress",
                    responses={200: MemberOutputSerializer, **error_responses(401, 403, 404)}, examples=[MEMBER_EXAMPLE])
     def get(self, request, member_id: int):
         return Response(member_data(member_get(member_id)))
+
+    @extend_schema(operation_id="members_partial_update", summary="Correct a member's name, birthday or home store",
+                   request=UpdateSerializer, responses={200: MemberOutputSerializer, **error_responses(400, 401, 403, 404)},
+                   examples=[OpenApiExample("New name", request_only=True, value={"name": "王晓明"}), MEMBER_EXAMPLE])
+    def patch(self, request, member_id: int):
+        member = member_get(member_id)
+        data = self.UpdateSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        changes = dict(data.validated_data)
+        if "home_store" in changes:
+            changes["home_store"] = store_by_code(changes["home_store"], field="home_store")
+        member = member_profile_update(member=member, now=timezone.now(), **changes)
+        return Response(member_data(member_get(member.pk)))
 
 
 class TransferOutputSerializer(serializers.Serializer):

@@ -162,3 +162,39 @@ def test_adjustment_refusals(api):
     assert_error(post(api, "/api/v1/members/999999/adjustments", {"points": 1, "reason": "x"}), 404, "not_found")
     assert_error(post(api_for(scopes=["members:write"]), f"/api/v1/members/{member.pk}/adjustments",
                       {"points": 1, "reason": "x"}), 403, "insufficient_scope")
+
+
+def test_patch_corrects_name_birthday_and_home_store(api):
+    member = MemberFactory(birthday=None)
+    StoreFactory(code="SH009")
+    response = api.patch(f"/api/v1/members/{member.pk}", {"name": "王晓明", "birthday": "1991-02-03",
+                                                          "home_store": "SH009"}, format="json")
+    assert response.status_code == 200, response.content
+    body = response.json()
+    assert (body["name"], body["birthday"], body["home_store"]) == ("王晓明", "1991-02-03", "SH009")
+    cleared = api.patch(f"/api/v1/members/{member.pk}", {"home_store": None, "birthday": None}, format="json").json()
+    assert cleared["home_store"] is None and cleared["birthday"] is None and cleared["name"] == "王晓明"
+
+
+@pytest.mark.parametrize("body, field", [
+    ({"phone": "13900000000"}, "phone"), ({"status": "CLOSED"}, "status"), ({"name": ""}, "name"),
+    ({"birthday": "someday"}, "birthday"), ({"home_store": "NOPE"}, "home_store"), ({"name": ["x"]}, "name"),
+])
+def test_patch_refusals_are_400_per_field(api, body, field):
+    member = MemberFactory()
+    error = assert_error(api.patch(f"/api/v1/members/{member.pk}", body, format="json"), 400, "invalid_request")
+    assert field in error["details"]
+
+
+def test_patch_future_birthday_and_garbage(api):
+    member = MemberFactory()
+    assert api.patch(f"/api/v1/members/{member.pk}", {"birthday": "2999-01-01"}, format="json").status_code == 400
+    assert api.patch(f"/api/v1/members/{member.pk}", b"[1]", content_type="application/json").status_code == 400
+    assert api.patch(f"/api/v1/members/{member.pk}", b"{", content_type="application/json").status_code == 400
+
+
+def test_patch_needs_members_write_and_a_member(api):
+    member = MemberFactory()
+    assert_error(api_for(scopes=["members:read"]).patch(f"/api/v1/members/{member.pk}", {"name": "x"}, format="json"),
+                 403, "insufficient_scope")
+    assert_error(api.patch("/api/v1/members/999999", {"name": "x"}, format="json"), 404, "not_found")
