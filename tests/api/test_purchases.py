@@ -190,3 +190,21 @@ def test_body_is_not_mutated_by_the_request(api, shop, buyer):
     kept = copy.deepcopy(body)
     post(api, "/api/v1/purchases", body)
     assert body == kept
+
+
+def schema_properties(component: str) -> set[str]:
+    from rest_framework.test import APIClient
+
+    schema = APIClient().get("/api/schema/", {"format": "json"}).json()
+    return set(schema["components"]["schemas"][component]["properties"])
+
+
+def test_responses_have_the_keys_the_schema_documents(api, shop, buyer):
+    purchase = post(api, "/api/v1/purchases", basket()).json()
+    assert set(purchase) == schema_properties("PurchaseOutput")
+    refund = post(api, f"/api/v1/purchases/{purchase['id']}/refunds", {"amount": "1.00"}).json()
+    assert set(refund) == schema_properties("RefundOutput")
+    assert set(api.get(f"/api/v1/members/{buyer.pk}").json()) == schema_properties("MemberOutput")
+    transfer = api.get(f"/api/v1/members/{buyer.pk}/transfers").json()["results"][0]
+    assert set(transfer) == schema_properties("TransferOutput")
+    assert set(api.get("/api/v1/program").json()) == schema_properties("ProgramOutput")
