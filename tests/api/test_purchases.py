@@ -4,6 +4,8 @@ import copy
 import itertools
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from django.utils import timezone
 
 from loyalty.models import Purchase, Refund, Transfer
@@ -208,3 +210,29 @@ def test_responses_have_the_keys_the_schema_documents(api, shop, buyer):
     transfer = api.get(f"/api/v1/members/{buyer.pk}/transfers").json()["results"][0]
     assert set(transfer) == schema_properties("TransferOutput")
     assert set(api.get("/api/v1/program").json()) == schema_properties("ProgramOutput")
+
+
+# ---- fuzz: nothing a client sends is a 500 ----------------------------------------------------------
+
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=40)
+    | st.sampled_from(["13800138000", "SH001", "2026-03-04T10:00:00+08:00", "2026-03-04", "100.00", "1e400", "-0"]),
+    lambda children: st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=8), children, max_size=3),
+    max_leaves=8,
+)
+FIELDS = ["member", "store", "external_id", "occurred_at", "total", "lines", "channel", "promo_codes", "amount",
+          "phone", "name", "birthday", "home_store", "member_number", "points", "reason"]
+BODIES = st.one_of(JSON, st.dictionaries(st.sampled_from(FIELDS), JSON, max_size=8))
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(body=BODIES, path=st.sampled_from(["/api/v1/purchases", "/api/v1/purchases/preview", "/api/v1/members",
+                                          "/api/v1/purchases/{purchase}/refunds", "/api/v1/members/{member}/adjustments",
+                                          "/api/v1/members/{member}"]))
+def test_fuzzed_bodies_never_500(api, shop, buyer, body, path):
+    path = path.format(member=buyer.pk, purchase=1)
+    if path.startswith("/api/v1/members/") and path.count("/") == 4:
+        response = api.patch(path, body, format="json")
+    else:
+        response = post(api, path, body)
+    assert response.status_code < 500, (path, body, response.content)
