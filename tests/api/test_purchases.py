@@ -4,9 +4,9 @@ import copy
 import itertools
 
 import pytest
+from django.utils import timezone
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from django.utils import timezone
 
 from loyalty.models import Purchase, Refund, Transfer
 from members.models import MemberStatus
