@@ -38,3 +38,12 @@ def backtest_run_task(*, backtest_id: int, **kwargs) -> None:
     from loyalty.backtest import backtest_execute
 
     backtest_execute(backtest_id=backtest_id)
+
+
+@shared_task(acks_late=True)
+def webhooks_dispatch_and_deliver_task(**kwargs) -> dict:
+    from loyalty.services.events import events_dispatch, webhooks_deliver_due
+
+    now = timezone.now()
+    events_dispatch(now=now)
+    return webhooks_deliver_due(now=now)

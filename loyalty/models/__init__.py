@@ -1,6 +1,7 @@
 """Models of the points engine, one module per concern; import them from here."""
 
 from loyalty.models.api import ApiClient, IdempotencyRecord, IdempotencyState, Scope
+from loyalty.models.events import DeliveryStatus, Event, EventType, WebhookDelivery, WebhookEndpoint
 from loyalty.models.ledger import (
     Account,
     AccountKind,
@@ -41,6 +42,11 @@ from loyalty.models.tiers import (
 )
 
 __all__ = [
+    "DeliveryStatus",
+    "Event",
+    "EventType",
+    "WebhookDelivery",
+    "WebhookEndpoint",
     "ApiClient",
     "IdempotencyRecord",
     "IdempotencyState",

@@ -7,7 +7,8 @@ from django.db import IntegrityError, transaction
 from django.utils.translation import gettext_lazy as _
 
 from loyalty.exceptions import InvalidInput, LoyaltyError
-from loyalty.models import Account, AccountKind, Unit
+from loyalty.models import Account, AccountKind, EventType, Unit
+from loyalty.services.events import event_record
 from loyalty.services.program import program_settings_get
 from loyalty.validation import text_clean
 from members.models import Member, Store
@@ -60,4 +61,7 @@ def member_enrol(*, phone: str, name: str, now: dt.datetime, birthday: dt.date |
         Account(kind=AccountKind.MEMBER_POINTS, unit=Unit.POINTS, member=member),
         Account(kind=AccountKind.MEMBER_PENDING, unit=Unit.POINTS, member=member),
     ])
+    event_record(type=EventType.MEMBER_CREATED, member=member, occurred_at=now,
+                 payload={"member_number": member.member_number, "name": member.name,
+                          "home_store": home_store.code if home_store else None})
     return member

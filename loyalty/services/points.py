@@ -8,7 +8,8 @@ from django.utils.translation import gettext_lazy as _
 
 from loyalty.exceptions import InvalidInput
 from loyalty.idempotency import fingerprint, idempotency_key_check, replay_or_refuse
-from loyalty.models import SystemAccount, Transfer, TransferCode, TransferSource
+from loyalty.models import EventType, SystemAccount, Transfer, TransferCode, TransferSource
+from loyalty.services.events import event_record
 from loyalty.services.ledger import member_accounts_for_write, points_credit, points_debit, system_account
 from loyalty.services.program import program_settings_get
 from loyalty.validation import points_clean, text_clean, time_clean
@@ -35,11 +36,14 @@ def points_redeem(*, member: Member, points: int, reason: str, idempotency_key: 
     accounts = member_accounts_for_write(member=member)
     if (existing := _replayed(key, request)) is not None:
         return existing
-    return points_debit(
+    transfer = points_debit(
         accounts=accounts, to_account=system_account(SystemAccount.REDEMPTION), amount=points, code=TransferCode.REDEEM,
         occurred_at=occurred_at, idempotency_key=key, fingerprint=request, reason=reason, source=source,
         staff_user=staff_user, breakdown={"kind": "redeem"},
     )
+    event_record(type=EventType.POINTS_REDEEMED, member=member, occurred_at=occurred_at,
+                 payload={"transfer": transfer.pk, "points": points, "reason": reason})
+    return transfer
 
 
 @transaction.atomic
@@ -59,8 +63,12 @@ def points_adjust(*, member: Member, points: int, reason: str, staff_user: Abstr
     common = {"code": TransferCode.ADJUST, "occurred_at": now, "idempotency_key": key, "fingerprint": request,
               "reason": reason, "source": source, "staff_user": staff_user, "breakdown": {"kind": "adjust"}}
     if points > 0:
-        return points_credit(
+        transfer = points_credit(
             accounts=accounts, from_account=adjustment, amount=points,
             expires_at=program_settings_get().expires_at_for(now), **common,
         )
-    return points_debit(accounts=accounts, to_account=adjustment, amount=-points, **common)
+    else:
+        transfer = points_debit(accounts=accounts, to_account=adjustment, amount=-points, **common)
+    event_record(type=EventType.POINTS_ADJUSTED, member=member, occurred_at=now,
+                 payload={"transfer": transfer.pk, "points": points, "reason": reason})
+    return transfer

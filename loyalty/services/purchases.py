@@ -15,6 +15,7 @@ from loyalty.exceptions import DuplicatePurchase, InvalidInput, RefundExceedsPur
 from loyalty.idempotency import fingerprint, idempotency_key_check, replay_or_refuse
 from loyalty.models import (
     Channel,
+    EventType,
     Lot,
     Purchase,
     Refund,
@@ -24,6 +25,7 @@ from loyalty.models import (
     TransferSource,
 )
 from loyalty.rules import cap_usage, member_facts, rule_set_compile, rule_set_in_force
+from loyalty.services.events import event_record
 from loyalty.services.ledger import (
     member_accounts_for_write,
     points_credit,
@@ -34,6 +36,7 @@ from loyalty.services.ledger import (
 from loyalty.services.program import program_settings_get
 from loyalty.services.tiers import (
     member_tier_current,
+    tier_change_event,
     tier_policy_get,
     tier_upgrade_after_purchase,
     tiers_ordered,
@@ -141,6 +144,12 @@ def purchase_record(*, member: Member, store: Store, external_id: str, occurred_
             code=TransferCode.EARN, expires_at=program.expires_at_for(occurred_at), available_at=available_at,
             idempotency_key=f"{key}:earn", breakdown=earn.breakdown, **common,
         )
+    if earn.points:
+        event_record(type=EventType.POINTS_EARNED, member=member, occurred_at=occurred_at, payload={
+            "purchase": purchase.pk, "store": store.code, "external_id": external_id, "points": earn.points,
+            "pending": bool(program.pending_days)})
+    if change is not None:
+        tier_change_event(change=change)
     purchase.tier_change = change
     return purchase
 

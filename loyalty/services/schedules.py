@@ -17,6 +17,8 @@ from loyalty.locks import accounts_lock
 from loyalty.models import (
     Account,
     AccountKind,
+    Event,
+    EventType,
     ExpiryPolicy,
     Lot,
     SystemAccount,
@@ -81,6 +83,11 @@ def points_expire_due(*, now: dt.datetime, cutoff: dt.datetime | None = None, ba
             ))
             debits[lot.account_id] += lot.remaining
         Transfer.objects.bulk_create(transfers)
+        Event.objects.bulk_create([
+            Event(type=EventType.POINTS_EXPIRED, member_id=accounts[lot.account_id].member_id, occurred_at=t.occurred_at,
+                  payload={"lot": lot.pk, "points": t.amount, "earned_at": lot.earned_at.isoformat()})
+            for lot, t in zip(lots, transfers, strict=True)
+        ])
         Lot.objects.filter(pk__in=[lot.pk for lot in lots]).update(remaining=0, updated_at=timezone.now())
         accounts_bump_many("debits_posted", debits)
         return len(lots)

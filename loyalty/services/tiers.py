@@ -26,6 +26,8 @@ from loyalty.models import (
     Account,
     AccountKind,
     DowngradeMode,
+    Event,
+    EventType,
     MemberTier,
     Purchase,
     Tier,
@@ -466,6 +468,7 @@ def _outcomes_write(run: _Run, outcomes: list[_Outcome]) -> None:
     changes = [o.change(run) for o in outcomes if o.reason is not None]
     if changes:
         TierChange.objects.bulk_create(changes, ignore_conflicts=True)
+        Event.objects.bulk_create([Event(**tier_change_event_fields(c)) for c in changes])
 
 
 def _batch_evaluate(run: _Run, *, first: int, last: int) -> Counter:
@@ -513,3 +516,14 @@ def tiers_evaluate(*, now: dt.datetime, batch_size: int | None = None) -> dict[s
         counts["members"] += len(ids)
         for kind, n in _batch_evaluate(run, first=ids[0], last=ids[-1]).items():
             counts[kind] += n
+
+
+def tier_change_event_fields(change: TierChange) -> dict:
+    return {"type": EventType.TIER_CHANGED, "member_id": change.member_id, "occurred_at": change.occurred_at,
+            "payload": {"from": change.from_tier.code if change.from_tier_id else None, "to": change.to_tier.code,
+                        "reason": change.reason, "details": change.details}}
+
+
+def tier_change_event(*, change: TierChange) -> None:
+    """Record ``tier.changed`` for a change made one member at a time (the evaluation writes them in bulk)."""
+    Event.objects.create(**tier_change_event_fields(change))

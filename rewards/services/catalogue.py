@@ -24,7 +24,9 @@ from django.utils.translation import gettext_lazy as _
 from loyalty.exceptions import IdempotencyKeyReused, InvalidInput
 from loyalty.idempotency import fingerprint, idempotency_key_check, replay_or_refuse
 from loyalty.locks import POINTS_KINDS, WALLET_KINDS, member_accounts_lock
+from loyalty.models import EventType as EventType
 from loyalty.models import SystemAccount, Tier, TierChangeReason, Transfer, TransferCode, TransferSource
+from loyalty.services.events import event_record
 from loyalty.services.ledger import (
     MemberAccounts,
     member_accounts_for_write,
@@ -169,6 +171,11 @@ def _redemption_create(*, member: Member, reward_id: int, now: dt.datetime, idem
     _effect_apply(redemption=redemption, reward=reward, key=key, now=now, tz=tz)
     if reward.cash_price > 0:
         _cash_take(redemption=redemption, member=member, key=key)
+    payload = {"redemption": redemption.pk, "reward": reward.pk, "reward_name": reward.name, "points": redemption.points,
+               "cash": str(redemption.cash), "status": redemption.status}
+    event_record(type=EventType.REDEMPTION_CREATED, member=member, occurred_at=now, payload=payload)
+    event_record(type=EventType.POINTS_REDEEMED, member=member, occurred_at=now,
+                 payload={"transfer": transfer.pk, "points": redemption.points, "reason": reward.name})
     return redemption
 
 
@@ -258,6 +265,9 @@ def redemption_fulfil(*, redemption_id: int, pickup_code: str, now: dt.datetime,
     redemption.fulfilled_store = store
     redemption.fulfilled_by = staff_user
     redemption.save(update_fields=["status", "fulfilled_at", "fulfilled_store", "fulfilled_by", "updated_at"])
+    event_record(type=EventType.REDEMPTION_FULFILLED, member_id=redemption.member_id, occurred_at=now,
+                 payload={"redemption": redemption.pk, "reward": redemption.reward_id,
+                          "store": store.code if store else None})
     return redemption
 
 

@@ -42,6 +42,8 @@ from django.utils.translation import gettext_lazy as _
 from loyalty.exceptions import IdempotencyKeyReused, InvalidInput, MemberClosed, MemberFrozen, MemberNotFound
 from loyalty.explain import money
 from loyalty.idempotency import fingerprint, idempotency_key_check, replay_or_refuse
+from loyalty.models import EventType as EventType
+from loyalty.services.events import event_record
 from loyalty.services.program import program_settings_get
 from loyalty.validation import money_clean, text_clean
 from members.models import Member, MemberStatus, Store
@@ -344,6 +346,9 @@ def coupon_redeem(*, code: str, member: Member | None, store: Store | None, orde
     coupon.redeem_idempotency_key, coupon.redeem_fingerprint = key, request
     coupon.save(update_fields=["status", "redeemed_at", "redeemed_store", "redeemed_reference", "discount",
                                "redeem_idempotency_key", "redeem_fingerprint", "updated_at"])
+    event_record(type=EventType.COUPON_REDEEMED, member_id=coupon.member_id, occurred_at=now, payload={
+        "coupon": coupon.pk, "template": coupon.template_id, "discount": str(coupon.discount), "reference": reference,
+        "store": store.code if store else None})
     return coupon
 
 

@@ -50,7 +50,9 @@ from loyalty.models import (
     Unit,
     end_of_local_day,
 )
+from loyalty.models import EventType as EventType
 from loyalty.services import points_earn_topup, program_settings_get
+from loyalty.services.events import event_record
 from loyalty.services.ledger import (
     LedgerInconsistent,
     MemberAccounts,
@@ -240,6 +242,7 @@ def wallet_topup(*, member: Member, amount: Any, now: dt.datetime, occurred_at: 
         idempotency_key=f"wallet:topup:{topup.pk}:points",
     )
     topup.save(update_fields=["principal_transfer", "bonus_transfer", "points_transfer", "updated_at"])
+    _wallet_event(member=member, at=occurred_at, change="topup", ref=topup.pk, amount=amount)
     return topup
 
 
@@ -300,6 +303,7 @@ def wallet_spend(*, member: Member, amount: Any, now: dt.datetime, store: Store 
         )
         setattr(spend, f"from_{part}", yuan(take))
     spend.save(update_fields=["from_bonus", "from_principal", "updated_at"])
+    _wallet_event(member=member, at=now, change="spend", ref=spend.pk, amount=-spend.amount)
     return spend
 
 
@@ -367,6 +371,7 @@ def wallet_topup_refund(*, topup: TopUp, amount: Any | None, now: dt.datetime, i
     topup.refunded_amount += yuan(refund)
     _topup_points_reverse(wallet=wallet, topup=topup, key=key, common=common)
     topup.save(update_fields=["refunded_amount", "updated_at"])
+    _wallet_event(member=topup.member, at=now, change="topup_refund", ref=topup.pk, amount=-yuan(refund))
     return topup
 
 
@@ -422,6 +427,7 @@ def wallet_credit(*, member: Member, amount: Any, now: dt.datetime, reason: str,
         breakdown={"kind": "wallet_credit", "amount": str(amount), "idempotency_key": key},
     )
     _lot_open(account=wallet.bonus, transfer=transfer, amount=fen(amount), at=now, expires_at=_bonus_expires_at(now))
+    _wallet_event(member=member, at=now, change="credit", ref=transfer.pk, amount=amount)
     return transfer
 
 
@@ -495,3 +501,11 @@ def wallet_low_balance_set(*, member: Member, threshold: Any | None) -> WalletPr
         member=member, defaults={"low_balance_threshold": clean},
     )
     return preference
+
+
+def _wallet_event(*, member: Member, at: dt.datetime, change: str, ref: int, amount: Decimal) -> None:
+    """``wallet.changed`` with the new balance, in the same transaction as the change."""
+    balance = wallet_balance(member=member, now=at)
+    event_record(type=EventType.WALLET_CHANGED, member=member, occurred_at=at, payload={
+        "change": change, "reference": ref, "amount": str(amount), "balance": str(balance.total),
+        "low_balance": balance.low_balance})

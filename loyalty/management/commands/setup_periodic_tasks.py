@@ -7,6 +7,11 @@ from django_celery_beat.models import CrontabSchedule, PeriodicTask
 
 # name: (task, crontab fields, description)
 SCHEDULES = {
+    # https://crontab.guru/#*_*_*_*_*
+    "loyalty: deliver webhooks": (
+        "loyalty.tasks.webhooks_dispatch_and_deliver_task", {"minute": "*"},
+        "Fan new events out to webhook endpoints and send due deliveries (retries back off).",
+    ),
     # https://crontab.guru/#*/15_*_*_*_*
     "loyalty: expire due points": (
         "loyalty.tasks.points_expire_due_task", {"minute": "*/15"}, "Expire lots whose expiry has passed.",
