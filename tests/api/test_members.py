@@ -198,3 +198,13 @@ def test_patch_needs_members_write_and_a_member(api):
     assert_error(api_for(scopes=["members:read"]).patch(f"/api/v1/members/{member.pk}", {"name": "x"}, format="json"),
                  403, "insufficient_scope")
     assert_error(api.patch("/api/v1/members/999999", {"name": "x"}, format="json"), 404, "not_found")
+
+
+def test_transfers_page_costs_the_same_queries_whatever_its_length(api, django_assert_max_num_queries):
+    member = MemberFactory()
+    for n in range(12):
+        give(member, n + 1)
+    with django_assert_max_num_queries(5):
+        assert len(api.get(f"/api/v1/members/{member.pk}/transfers").json()["results"]) == 12
+    with django_assert_max_num_queries(12):
+        api.get(f"/api/v1/members/{member.pk}")
