@@ -11,6 +11,7 @@ from loyalty.api.members import (
 )
 from loyalty.api.program import ProgramApi
 from loyalty.api.purchases import PurchaseCreateApi, PurchaseDetailApi, PurchasePreviewApi, RefundCreateApi
+from loyalty.api.webhooks import urlpatterns as webhook_urlpatterns
 from members.api import StoreListApi
 from rewards.api.urls import urlpatterns as spending_urlpatterns
 
@@ -31,3 +32,4 @@ urlpatterns = [
 ]
 
 urlpatterns += spending_urlpatterns
+urlpatterns += webhook_urlpatterns

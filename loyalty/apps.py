@@ -8,4 +8,4 @@ class LoyaltyConfig(AppConfig):
 
     def ready(self) -> None:
         # Admin pages beyond loyalty/admin.py, one module per concern.
-        from loyalty import admin_api, admin_program, admin_rules, admin_tiers  # noqa: F401
+        from loyalty import admin_api, admin_program, admin_rules, admin_tiers, admin_webhooks  # noqa: F401
