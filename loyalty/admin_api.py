@@ -33,7 +33,7 @@ class ApiClientAdmin(admin.ModelAdmin):
     list_filter = ["is_active", "store"]
     search_fields = ["name", "key_prefix"]
     readonly_fields = ["key_prefix", "is_active", "revoked_at", "last_used_at", "created_at"]
-    actions = ["revoke"]
+    actions = ["revoke", "make_alliance_partner"]
 
     def get_fields(self, request, obj=None):
         fields = ["name", "scopes", "store", "rate_limit_per_minute"]
@@ -59,6 +59,16 @@ class ApiClientAdmin(admin.ModelAdmin):
         obj.key_prefix, obj.key_hash = client.key_prefix, client.key_hash
         self.message_user(request, gettext("The API key is shown only now; copy it: %(key)s") % {"key": key},
                           messages.WARNING)
+
+    @admin.action(description=_("Make the selected clients alliance partners (own ledger account)"),
+                  permissions=["change"])
+    def make_alliance_partner(self, request, queryset):
+        from loyalty.services.alliance import alliance_partner_enable
+
+        for client in queryset:
+            alliance_partner_enable(client=client)
+        self.message_user(request, gettext("%(count)d clients are alliance partners.") % {"count": queryset.count()},
+                          messages.SUCCESS)
 
     @admin.action(description=_("Revoke the selected API keys"), permissions=["change"])
     def revoke(self, request, queryset):

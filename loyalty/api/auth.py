@@ -26,7 +26,7 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
             raise exceptions.AuthenticationFailed(_("Use the header “Authorization: Bearer <API key>”."))
         key = parts[1]
         prefix = "_".join(key.split("_")[:2])
-        client = ApiClient.objects.select_related("store").filter(key_prefix=prefix).first()
+        client = ApiClient.objects.select_related("store", "partner_account").filter(key_prefix=prefix).first()
         if client is None or not hmac.compare_digest(client.key_hash, api_key_hash(key)):
             raise exceptions.AuthenticationFailed(_("The API key is not valid."))
         if not client.is_active:

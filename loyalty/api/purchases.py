@@ -212,6 +212,7 @@ def _record(request, *, idempotency_key: str) -> Purchase:
         member=member_find(v["member"]), store=store_for(request, v["store"]), external_id=v["external_id"],
         occurred_at=v["occurred_at"], total=v["total"], lines=[dict(line) for line in v.get("lines") or []] or None,
         channel=v["channel"], promo_codes=v.get("promo_codes"), idempotency_key=idempotency_key, now=timezone.now(),
+        partner_account=request.auth.partner_account,  # an alliance partner issues the points it gives
     )
 
 

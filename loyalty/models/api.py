@@ -35,6 +35,11 @@ class ApiClient(BaseModel):
     revoked_at = models.DateTimeField(_("revoked at"), null=True, blank=True)
     last_used_at = models.DateTimeField(_("last used at"), null=True, blank=True)
     rate_limit_per_minute = models.PositiveIntegerField(_("requests per minute"), default=600)
+    partner_account = models.OneToOneField(
+        "loyalty.Account", verbose_name=_("alliance partner account"), on_delete=models.PROTECT, null=True, blank=True,
+        related_name="partner_client",
+        help_text=_("Set for an alliance partner (异业联盟): points its members earn and spend there move through it."),
+    )
 
     class Meta:
         verbose_name = _("API client")

@@ -41,6 +41,7 @@ class SystemAccount(models.TextChoices):
     REDEMPTION = "REDEMPTION", _("Redemption")
     BREAKAGE = "BREAKAGE", _("Expiry / breakage")
     ADJUSTMENT = "ADJUSTMENT", _("Adjustments")
+    PARTNER = "PARTNER", _("Alliance partner")
     WALLET_FUNDING = "WALLET_FUNDING", _("Stored value paid in")
     WALLET_BONUS = "WALLET_BONUS", _("Stored value bonus given")
     WALLET_SPEND = "WALLET_SPEND", _("Stored value spent")

@@ -8,7 +8,7 @@ from django.utils.translation import gettext_lazy as _
 
 from loyalty.exceptions import InvalidInput
 from loyalty.idempotency import fingerprint, idempotency_key_check, replay_or_refuse
-from loyalty.models import EventType, SystemAccount, Transfer, TransferCode, TransferSource
+from loyalty.models import Account, EventType, SystemAccount, Transfer, TransferCode, TransferSource
 from loyalty.services.events import event_record
 from loyalty.services.ledger import member_accounts_for_write, points_credit, points_debit, system_account
 from loyalty.services.program import program_settings_get
@@ -26,8 +26,11 @@ def _replayed(key: str, request: str) -> Transfer | None:
 @transaction.atomic
 def points_redeem(*, member: Member, points: int, reason: str, idempotency_key: str, now: dt.datetime,
                   occurred_at: dt.datetime | None = None, source: str = TransferSource.STAFF,
-                  staff_user: AbstractBaseUser | None = None) -> Transfer:
-    """Take ``points`` from the member's available points, soonest-expiring lots first."""
+                  staff_user: AbstractBaseUser | None = None, partner_account: Account | None = None) -> Transfer:
+    """Take ``points`` from the member's available points, soonest-expiring lots first.
+
+    ``partner_account``: spent at an alliance partner, whose system account receives the points.
+    """
     points = points_clean(points, field="points")
     reason = text_clean(reason, field="reason", max_length=255)
     occurred_at = time_clean(occurred_at or now, field="occurred_at", now=now)
@@ -37,7 +40,8 @@ def points_redeem(*, member: Member, points: int, reason: str, idempotency_key: 
     if (existing := _replayed(key, request)) is not None:
         return existing
     transfer = points_debit(
-        accounts=accounts, to_account=system_account(SystemAccount.REDEMPTION), amount=points, code=TransferCode.REDEEM,
+        accounts=accounts, to_account=partner_account or system_account(SystemAccount.REDEMPTION), amount=points,
+        code=TransferCode.REDEEM,
         occurred_at=occurred_at, idempotency_key=key, fingerprint=request, reason=reason, source=source,
         staff_user=staff_user, breakdown={"kind": "redeem"},
     )

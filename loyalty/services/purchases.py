@@ -14,6 +14,7 @@ from loyalty.earning import Basket, earn_evaluate, topup_evaluate
 from loyalty.exceptions import DuplicatePurchase, InvalidInput, RefundExceedsPurchase
 from loyalty.idempotency import fingerprint, idempotency_key_check, replay_or_refuse
 from loyalty.models import (
+    Account,
     Channel,
     EventType,
     Lot,
@@ -50,14 +51,16 @@ def purchase_record(*, member: Member, store: Store, external_id: str, occurred_
                     now: dt.datetime, lines: list[dict] | None = None, channel: str = Channel.STORE,
                     points_to_pay: int = 0, coupon_discount: Any = "0", stored_value_paid: Any = "0",
                     promo_codes: list[str] | None = None, idempotency_key: str | None = None,
-                    staff_user: AbstractBaseUser | None = None, points_paid_by: Transfer | None = None) -> Purchase:
+                    staff_user: AbstractBaseUser | None = None, points_paid_by: Transfer | None = None,
+                    partner_account: Account | None = None) -> Purchase:
     """Record a purchase: take the points that pay for part of it, earn on the rest by the rules in force
     at its business time, and upgrade the member's tier at once if it takes them over a threshold.
 
     Idempotent: the key defaults to the store and external reference, so a POS retry replays.
     The returned purchase carries ``tier_change`` (a ``TierChange`` or None) for the caller.
     ``points_paid_by``: a PAYMENT transfer already posted for this order (a committed points-payment
-    quote); the purchase records it instead of taking points again.
+    quote); the purchase records it instead of taking points again. ``partner_account``: the purchase is at an
+    alliance partner, whose system account issues the points earned and receives the points paid.
     """
     total = money_clean(total, field="total")
     occurred_at = time_clean(occurred_at, field="occurred_at", now=now)
@@ -126,7 +129,7 @@ def purchase_record(*, member: Member, store: Store, external_id: str, occurred_
         purchase.save(update_fields=["payment_transfer", "updated_at"])
     elif points_to_pay:
         purchase.payment_transfer = points_debit(
-            accounts=accounts, to_account=system_account(SystemAccount.REDEMPTION), amount=points_to_pay,
+            accounts=accounts, to_account=partner_account or system_account(SystemAccount.REDEMPTION), amount=points_to_pay,
             code=TransferCode.PAYMENT, idempotency_key=f"{key}:payment",
             breakdown={"kind": "payment", "value": str(paid_value)}, **common,
         )
@@ -140,7 +143,7 @@ def purchase_record(*, member: Member, store: Store, external_id: str, occurred_
     if earn.points:
         available_at = occurred_at + dt.timedelta(days=program.pending_days) if program.pending_days else None
         points_credit(
-            accounts=accounts, from_account=system_account(SystemAccount.ISSUANCE), amount=earn.points,
+            accounts=accounts, from_account=partner_account or system_account(SystemAccount.ISSUANCE), amount=earn.points,
             code=TransferCode.EARN, expires_at=program.expires_at_for(occurred_at), available_at=available_at,
             idempotency_key=f"{key}:earn", breakdown=earn.breakdown, **common,
         )
