@@ -3,6 +3,7 @@
 from django.conf import settings
 from django.core.management.base import BaseCommand
 from django.db import transaction
+from django.db.models import Q
 from django_celery_beat.models import CrontabSchedule, PeriodicTask
 
 # name: (task, crontab fields, description)
@@ -58,7 +59,8 @@ class Command(BaseCommand):
                                      "description": description},
             )
             self.stdout.write(f"scheduled {name}: {task}")
-        stale = PeriodicTask.objects.filter(name__startswith="loyalty: ").exclude(name__in=SCHEDULES)
+        ours = Q(name__startswith="loyalty: ") | Q(name__startswith="rewards: ")
+        stale = PeriodicTask.objects.filter(ours).exclude(name__in=SCHEDULES)
         for task in stale:
             self.stdout.write(f"removed stale schedule {task.name}")
         stale.delete()
