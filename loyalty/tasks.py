@@ -47,3 +47,10 @@ def webhooks_dispatch_and_deliver_task(**kwargs) -> dict:
     now = timezone.now()
     events_dispatch(now=now)
     return webhooks_deliver_due(now=now)
+
+
+@shared_task(acks_late=True)
+def points_expiring_soon_task(**kwargs) -> int:
+    from loyalty.services.schedules import points_expiring_soon_record
+
+    return points_expiring_soon_record(now=timezone.now())

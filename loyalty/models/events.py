@@ -34,6 +34,8 @@ class Event(models.Model):
     payload = models.JSONField(_("payload"), default=dict)
     occurred_at = models.DateTimeField(_("business time"))
     dispatched = models.BooleanField(_("fanned out to endpoints"), default=False)
+    key = models.CharField(_("deduplication key"), max_length=200, null=True, blank=True, unique=True,
+                           help_text=_("Set by scheduled jobs so that a rerun records an event once."))
     created_at = models.DateTimeField(_("created at"), auto_now_add=True)
 
     class Meta:

@@ -159,3 +159,36 @@ def points_release_pending(*, now: dt.datetime, batch_size: int | None = None) -
         return len(changed)
 
     return lots_in_batches(due, batch_size=batch_size, work=work)
+
+
+EXPIRING_SOON_DAYS = (30, 7)
+
+
+def points_expiring_soon_record(*, now: dt.datetime, horizons: tuple[int, ...] = EXPIRING_SOON_DAYS) -> int:
+    """Record ``points.expiring_soon`` per member whose points expire exactly 30 (or 7) local days from today.
+
+    One grouped query per horizon; events carry a key (member, expiry date, horizon), so running the job
+    twice on a day records nothing new. Notifications and webhooks consume the events.
+    """
+    from django.db.models import Sum
+
+    tz = program_settings_get().tz
+    today = now.astimezone(tz).date()
+    recorded = 0
+    for days in horizons:
+        day = today + dt.timedelta(days=days)
+        start = dt.datetime.combine(day, dt.time.min, tzinfo=tz)
+        rows = (Lot.objects.filter(account__kind=AccountKind.MEMBER_POINTS, pending=False, remaining__gt=0,
+                                   expires_at__gte=start, expires_at__lt=start + dt.timedelta(days=1))
+                .values("account__member_id").annotate(points=Sum("remaining")).order_by("account__member_id"))
+        events = [
+            Event(type=EventType.POINTS_EXPIRING_SOON, member_id=row["account__member_id"], occurred_at=now,
+                  key=f"expiring:{row['account__member_id']}:{day.isoformat()}:{days}",
+                  payload={"points": row["points"], "expires_on": day.isoformat(), "days": days})
+            for row in rows
+        ]
+        seen = set(Event.objects.filter(key__in=[e.key for e in events]).values_list("key", flat=True))
+        fresh = [e for e in events if e.key not in seen]
+        Event.objects.bulk_create(fresh, ignore_conflicts=True, batch_size=1000)  # a racing rerun adds nothing
+        recorded += len(fresh)
+    return recorded

@@ -195,3 +195,19 @@ def test_expiry_records_one_event_per_lot(member, store, now):
     points_expire_due(now=now + dt.timedelta(days=400))
     (event,) = Event.objects.filter(type=EventType.POINTS_EXPIRED)
     assert event.payload["points"] == 50 and Decimal(event.payload["points"]) == 50
+
+
+def test_points_expiring_soon_is_recorded_once_per_member_and_horizon(member, store, now):
+    from loyalty.services.schedules import points_expiring_soon_record
+    from tests.loyalty.helpers import program_set
+
+    program_set(expiry_months=1)
+    buy(member, store, "40.00", at=now)  # expires at the end of the day one month later
+    thirty_before = now.replace(day=5)  # bought 2026-03-04 → expires 2026-04-04, 30 days after 03-05
+
+    assert points_expiring_soon_record(now=thirty_before) == 1
+    assert points_expiring_soon_record(now=thirty_before) == 0  # a rerun records nothing new
+    (event,) = Event.objects.filter(type=EventType.POINTS_EXPIRING_SOON)
+    assert event.payload == {"points": 40, "expires_on": "2026-04-04", "days": 30}
+    assert points_expiring_soon_record(now=thirty_before + dt.timedelta(days=1)) == 0  # 29 days: nothing
+    assert points_expiring_soon_record(now=now.replace(month=3, day=28)) == 1  # 7 days before

@@ -17,6 +17,11 @@ SCHEDULES = {
     "loyalty: expire due points": (
         "loyalty.tasks.points_expire_due_task", {"minute": "*/15"}, "Expire lots whose expiry has passed.",
     ),
+    # https://crontab.guru/#0_9_*_*_*
+    "loyalty: points expiring soon": (
+        "loyalty.tasks.points_expiring_soon_task", {"minute": "0", "hour": "9"},
+        "Record points.expiring_soon for members whose points expire in 30 or 7 days (reminders, webhooks).",
+    ),
     # https://crontab.guru/#59_23_*_*_*
     "loyalty: yearly clearance": (
         "loyalty.tasks.points_clearance_task", {"minute": "59", "hour": "23"},
