@@ -125,6 +125,16 @@ STORAGES = {
 MEDIA_ROOT = Path(env("DJANGO_MEDIA_ROOT", default=str(VAR_DIR / "media")))
 MEDIA_URL = "media/"
 
+# ---- CACHE ----
+# The API rate limit counts in the cache. Embedded default: per-process memory (one web process).
+# Production with several processes/machines: CACHE_URL=redis://host:6379/1 for one shared, atomic count.
+CACHE_URL = env("CACHE_URL", default="locmem://")
+CACHES = {
+    "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": CACHE_URL}
+    if CACHE_URL.startswith(("redis://", "rediss://"))
+    else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "loyalty"}
+}
+
 # ---- API ----
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["loyalty.api.auth.ApiKeyAuthentication"],
@@ -134,6 +144,7 @@ REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_PAGINATION_CLASS": "loyalty.api.pagination.NewestFirstCursor",
     "EXCEPTION_HANDLER": "loyalty.api.errors.api_exception_handler",
+    "DEFAULT_THROTTLE_CLASSES": ["loyalty.api.throttling.ApiClientRateThrottle"],  # ApiClient.rate_limit_per_minute
     "COERCE_DECIMAL_TO_STRING": True,
     "UNAUTHENTICATED_USER": None,
 }
