@@ -262,7 +262,9 @@ class MemberTransferListApi(APIView):
 
     @extend_schema(operation_id="members_transfers_list", summary="The member's points history, newest first",
                    parameters=[OpenApiParameter("cursor", str), OpenApiParameter("page_size", int)],
-                   responses={200: TransferOutputSerializer(many=True), **error_responses(401, 403, 404)})
+                   responses={200: inline_serializer("PaginatedTransferList", fields={
+                       "next": serializers.URLField(allow_null=True), "previous": serializers.URLField(allow_null=True),
+                       "results": TransferOutputSerializer(many=True)}), **error_responses(401, 403, 404)})
     def get(self, request, member_id: int):
         member = member_get(member_id)
         paginator = NewestFirstCursor()

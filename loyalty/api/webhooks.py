@@ -3,7 +3,7 @@
 from django.db import transaction
 from django.shortcuts import get_object_or_404
 from django.urls import path
-from drf_spectacular.utils import OpenApiExample, extend_schema
+from drf_spectacular.utils import OpenApiExample, extend_schema, inline_serializer
 from rest_framework import serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -86,7 +86,9 @@ class EventListApi(APIView):
 
     required_scope = Scope.WEBHOOKS_MANAGE
 
-    @extend_schema(operation_id="events_list", responses=EventOutputSerializer(many=True))
+    @extend_schema(operation_id="events_list", responses=inline_serializer("PaginatedEventList", fields={
+        "next": serializers.URLField(allow_null=True), "previous": serializers.URLField(allow_null=True),
+        "results": EventOutputSerializer(many=True)}))
     def get(self, request):
         from loyalty.api.pagination import NewestFirstCursor
 
