@@ -5,6 +5,7 @@ and reads or refunds only purchases made there (others are 404, as if they did n
 """
 
 import uuid
+from decimal import Decimal
 
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import transaction
@@ -27,6 +28,8 @@ from loyalty.selectors import member_points_summary
 from loyalty.services import program_settings_get, purchase_record, refund_record
 from members.models import Member, Store
 from members.services import phone_normalise
+from rewards.models import Coupon
+from rewards.services.payments import checkout
 
 MONEY = {"max_digits": 12, "decimal_places": 2}
 
@@ -79,6 +82,14 @@ class PurchaseInputSerializer(serializers.Serializer):
     lines = LineSerializer(many=True, required=False, max_length=500)
     channel = serializers.ChoiceField(choices=Channel.choices, default=Channel.STORE)
     promo_codes = serializers.ListField(child=serializers.CharField(max_length=32), required=False, max_length=20)
+    points_payment_quote = serializers.IntegerField(
+        required=False, min_value=1, max_value=2**63 - 1,
+        help_text="A points payment quote (POST /points-payments/quotes) for what is left after the coupons; "
+                  "it is committed with the purchase (or, if committed already, used once).")
+    coupon_codes = serializers.ListField(
+        child=serializers.CharField(max_length=32), required=False, max_length=20,
+        help_text="The member's coupons to redeem on this order, applied in this order. Coupons' discount earns no "
+                  "points.")
 
     class Meta:
         ref_name = "PurchaseCreate"
@@ -110,6 +121,11 @@ class TierChangeSerializer(serializers.Serializer):
     to_tier = TierRefSerializer()
 
 
+class AppliedCouponSerializer(serializers.Serializer):
+    code = serializers.CharField()
+    discount = serializers.DecimalField(**MONEY)
+
+
 class PurchaseOutputSerializer(serializers.Serializer):
     id = serializers.IntegerField(allow_null=True, help_text="null in a preview.")
     member = serializers.IntegerField()
@@ -125,6 +141,10 @@ class PurchaseOutputSerializer(serializers.Serializer):
     refunded_amount = serializers.DecimalField(**MONEY)
     points_reversed = serializers.IntegerField()
     points_returned = serializers.IntegerField()
+    coupons = AppliedCouponSerializer(many=True, help_text="The coupons redeemed on this purchase.")
+    coupon_discount = serializers.DecimalField(help_text="What the coupons took off.", **MONEY)
+    points_paid = serializers.IntegerField(help_text="Points the member paid with (a points payment quote).")
+    points_paid_value = serializers.DecimalField(help_text="What those points were worth.", **MONEY)
 
 
 class RefundOutputSerializer(serializers.Serializer):
@@ -139,7 +159,14 @@ def tier_ref(tier) -> dict | None:
     return {"code": tier.code, "name": tier.name} if tier is not None else None
 
 
-def purchase_data(purchase: Purchase, *, preview: bool = False) -> dict:
+def purchase_coupons(purchase: Purchase) -> list[dict]:
+    """The coupons a checkout redeemed on this purchase (their redemption keys derive from its key)."""
+    coupons = Coupon.objects.filter(redeem_idempotency_key__startswith=f"{purchase.idempotency_key}:coupon:")
+    return [{"code": c.code, "discount": c.discount or Decimal("0.00")} for c in coupons.order_by("redeemed_at", "pk")]
+
+
+def purchase_data(purchase: Purchase, *, preview: bool = False, coupons: bool = True) -> dict:
+    """``coupons=False`` when no coupon was given (a plain earn): saves the look-up."""
     change = getattr(purchase, "tier_change", None)
     currency = program_settings_get().currency
     return PurchaseOutputSerializer({
@@ -151,6 +178,8 @@ def purchase_data(purchase: Purchase, *, preview: bool = False) -> dict:
         "tier_change": {"from_tier": tier_ref(change.from_tier), "to_tier": tier_ref(change.to_tier)} if change else None,
         "refunded_amount": purchase.refunded_amount, "points_reversed": purchase.points_reversed,
         "points_returned": purchase.points_returned,
+        "coupons": purchase_coupons(purchase) if coupons else [], "coupon_discount": purchase.coupon_discount,
+        "points_paid": purchase.points_paid, "points_paid_value": purchase.points_paid_value,
     }).data
 
 
@@ -164,7 +193,8 @@ PURCHASE_RESPONSE = OpenApiExample("Points earned", response_only=True, value={
     "occurred_at": "2026-03-04T02:00:00Z", "total": "68.90", "points_earned": 68,
     "breakdown": {"kind": "earn", "eligible": "68.90", "base": 68, "lines": []},
     "breakdown_lines": ["Base: 68 points (1 point per ¥1.00 on ¥68.90)", "Total: 68 points"],
-    "points_balance": 1348, "tier_change": None, "refunded_amount": "0.00", "points_reversed": 0, "points_returned": 0})
+    "points_balance": 1348, "tier_change": None, "refunded_amount": "0.00", "points_reversed": 0, "points_returned": 0,
+    "coupons": [], "coupon_discount": "0.00", "points_paid": 0, "points_paid_value": "0.00"})
 IDEMPOTENCY_HEADER = OpenApiParameter("Idempotency-Key", str, OpenApiParameter.HEADER, required=True,
                                       description="Unique per write; a retry with the same key and body replays.")
 
@@ -204,16 +234,32 @@ class _Rollback(Exception):
     pass
 
 
-def _record(request, *, idempotency_key: str) -> Purchase:
+class CheckoutNotForPartners(LoyaltyError):
+    code = "checkout_not_supported"
+    default_message = _("Coupons and points payment quotes are not taken on an alliance partner's purchases.")
+    http_status = 422
+
+
+def _record(request, *, idempotency_key: str) -> tuple[Purchase, bool]:
+    """The purchase, and whether it was a checkout (coupons and/or a points payment quote)."""
     data = PurchaseInputSerializer(data=request.data)
     data.is_valid(raise_exception=True)
     v = data.validated_data
+    if "points_payment_quote" in v or "coupon_codes" in v:
+        if request.auth.partner_account_id:
+            raise CheckoutNotForPartners()
+        return checkout(
+            member=member_find(v["member"]), store=store_for(request, v["store"]), external_id=v["external_id"],
+            occurred_at=v["occurred_at"], total=v["total"], lines=[dict(line) for line in v.get("lines") or []] or None,
+            channel=v["channel"], promo_codes=v.get("promo_codes"), idempotency_key=idempotency_key,
+            now=timezone.now(), quote_id=v.get("points_payment_quote"), coupon_codes=v.get("coupon_codes") or (),
+        ), True
     return purchase_record(
         member=member_find(v["member"]), store=store_for(request, v["store"]), external_id=v["external_id"],
         occurred_at=v["occurred_at"], total=v["total"], lines=[dict(line) for line in v.get("lines") or []] or None,
         channel=v["channel"], promo_codes=v.get("promo_codes"), idempotency_key=idempotency_key, now=timezone.now(),
         partner_account=request.auth.partner_account,  # an alliance partner issues the points it gives
-    )
+    ), False
 
 
 class PurchaseCreateApi(APIView):
@@ -225,8 +271,8 @@ class PurchaseCreateApi(APIView):
                    examples=[PURCHASE_REQUEST, PURCHASE_RESPONSE])
     @idempotent
     def post(self, request):
-        purchase = _record(request, idempotency_key=api_idempotency_key(request))
-        return Response(purchase_data(purchase), status=status.HTTP_201_CREATED)
+        purchase, with_coupons = _record(request, idempotency_key=api_idempotency_key(request))
+        return Response(purchase_data(purchase, coupons=with_coupons), status=status.HTTP_201_CREATED)
 
 
 class PurchasePreviewApi(APIView):
@@ -242,8 +288,8 @@ class PurchasePreviewApi(APIView):
         answer = None
         try:
             with transaction.atomic():
-                purchase = _record(request, idempotency_key=f"preview:{uuid.uuid4().hex}")
-                answer = purchase_data(purchase, preview=True)
+                purchase, with_coupons = _record(request, idempotency_key=f"preview:{uuid.uuid4().hex}")
+                answer = purchase_data(purchase, preview=True, coupons=with_coupons)
                 raise _Rollback
         except _Rollback:
             pass

@@ -18,7 +18,7 @@ pytestmark = pytest.mark.django_db
 
 PURCHASE_KEYS = {"id", "member", "store", "external_id", "occurred_at", "total", "points_earned", "breakdown",
                  "breakdown_lines", "points_balance", "tier_change", "refunded_amount", "points_reversed",
-                 "points_returned"}
+                 "points_returned", "coupons", "coupon_discount", "points_paid", "points_paid_value"}
 _keys = itertools.count()
 
 
