@@ -6,8 +6,11 @@ import itertools
 
 import pytest
 from django.utils import timezone
+from rest_framework.test import APIClient
 
 from loyalty.models import Purchase, Transfer
+from loyalty.services.alliance import alliance_partner_enable
+from loyalty.services.api_clients import api_client_create
 from rewards.models import Coupon, CouponStatus, PointsQuote, QuoteStatus
 from tests.api.test_points_payments import QUOTES, assert_error, post
 from tests.factories import MemberFactory, StoreFactory
@@ -134,4 +137,29 @@ def test_an_unknown_quote_or_coupon_is_refused_without_writing(api, member):
     before = snapshot()
     assert_error(post(api, PURCHASES, order(member, "10.00", points_payment_quote=999_999)), 404, "quote_not_found")
     assert_error(post(api, PURCHASES, order(member, "10.00", coupon_codes=["NOPE"])), 422, "coupon_invalid")
+    assert snapshot() == before
+
+
+def test_preview_takes_the_same_fields_and_writes_nothing(api, member):
+    coupon = coupon_make(member=member, spend_save=True)
+    quote = quote_id(api, member, "100.00", 1000)
+    before = snapshot()
+    response = api.post(f"{PURCHASES}/preview", order(member, "120.00", coupon_codes=[coupon.code],
+                                                      points_payment_quote=quote), format="json")
+    assert response.status_code == 200, response.content
+    data = response.json()
+    assert (data["id"], data["coupon_discount"], data["points_paid"]) == (None, "20.00", 1000)
+    assert data["coupons"] == [{"code": coupon.code, "discount": "20.00"}]
+    assert snapshot() == before
+
+
+def test_an_alliance_partners_key_cannot_check_out(member):
+    client, key = api_client_create(name="Car wash partner")
+    alliance_partner_enable(client=client)
+    partner = APIClient()
+    partner.credentials(HTTP_AUTHORIZATION=f"Bearer {key}")
+    coupon = coupon_make(member=member)
+    before = snapshot()
+    assert_error(post(partner, PURCHASES, order(member, "50.00", coupon_codes=[coupon.code])), 422,
+                 "checkout_not_supported")
     assert snapshot() == before
