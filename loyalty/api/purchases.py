@@ -234,25 +234,18 @@ class _Rollback(Exception):
     pass
 
 
-class CheckoutNotForPartners(LoyaltyError):
-    code = "checkout_not_supported"
-    default_message = _("Coupons and points payment quotes are not taken on an alliance partner's purchases.")
-    http_status = 422
-
-
 def _record(request, *, idempotency_key: str) -> tuple[Purchase, bool]:
     """The purchase, and whether it was a checkout (coupons and/or a points payment quote)."""
     data = PurchaseInputSerializer(data=request.data)
     data.is_valid(raise_exception=True)
     v = data.validated_data
     if "points_payment_quote" in v or "coupon_codes" in v:
-        if request.auth.partner_account_id:
-            raise CheckoutNotForPartners()
         return checkout(
             member=member_find(v["member"]), store=store_for(request, v["store"]), external_id=v["external_id"],
             occurred_at=v["occurred_at"], total=v["total"], lines=[dict(line) for line in v.get("lines") or []] or None,
             channel=v["channel"], promo_codes=v.get("promo_codes"), idempotency_key=idempotency_key,
             now=timezone.now(), quote_id=v.get("points_payment_quote"), coupon_codes=v.get("coupon_codes") or (),
+            partner_account=request.auth.partner_account,
         ), True
     return purchase_record(
         member=member_find(v["member"]), store=store_for(request, v["store"]), external_id=v["external_id"],

@@ -104,5 +104,6 @@ class PointsQuoteCommitApi(APIView):
             raise QuoteNotFound()
         member = member_get(data.validated_data["member"]) if "member" in data.validated_data else None
         quote = points_quote_commit(quote_id=quote_id, member=member, now=timezone.now(),
-                                    idempotency_key=api_idempotency_key(request))
+                                    idempotency_key=api_idempotency_key(request),
+                                    partner_account=request.auth.partner_account)  # a partner accepts the points
         return Response(PointsQuoteOutputSerializer(quote).data)

@@ -165,7 +165,7 @@ def _quote_locked(*, quote_id: int, member: Member | None) -> PointsQuote:
 
 @transaction.atomic
 def points_quote_commit(*, quote_id: int, member: Member | None, now: dt.datetime, idempotency_key: str,
-                        source: str = TransferSource.REDEMPTION) -> PointsQuote:
+                        source: str = TransferSource.REDEMPTION, partner_account: Account | None = None) -> PointsQuote:
     """Take the quoted points: one PAYMENT transfer to the redemption account, kept on the quote.
 
     Commits once. The same idempotency key replays the first result (even after the quote's time is up);
@@ -190,7 +190,7 @@ def points_quote_commit(*, quote_id: int, member: Member | None, now: dt.datetim
         raise QuoteExpired()
     accounts = member_accounts_for_write(member=quote.member)  # already locked above: returns at once
     quote.transfer = points_debit(
-        accounts=accounts, to_account=system_account(SystemAccount.REDEMPTION), amount=quote.points,
+        accounts=accounts, to_account=partner_account or system_account(SystemAccount.REDEMPTION), amount=quote.points,
         code=TransferCode.PAYMENT, occurred_at=now, idempotency_key=transfer_key, source=source,
         fingerprint=fingerprint({"op": "points_quote_commit", "quote": quote.pk}),
         breakdown={"kind": "payment", "quote": quote.pk, "value": str(quote.value),
@@ -210,7 +210,7 @@ def checkout(*, member: Member, store: Store, external_id: str, occurred_at: dt.
              lines: list[dict] | None, now: dt.datetime, quote_id: int | None = None, coupon_codes=(),
              channel: str = Channel.STORE, idempotency_key: str | None = None,
              staff_user: AbstractBaseUser | None = None, stored_value_paid: Any = "0",
-             promo_codes: list[str] | None = None) -> Purchase:
+             promo_codes: list[str] | None = None, partner_account: Account | None = None) -> Purchase:
     """Record a purchase paid partly with coupons and points, in one transaction.
 
     1. The member's accounts are locked (every coupon of the order is theirs, so one member's checkouts
@@ -263,7 +263,7 @@ def checkout(*, member: Member, store: Store, external_id: str, occurred_at: dt.
             raise QuoteMismatch(reason=_("it was made for another store."))
         if quote.status == QuoteStatus.OPEN:
             quote = points_quote_commit(quote_id=quote.pk, member=member, now=now, idempotency_key=f"{key}:points",
-                                        source=TransferSource.PURCHASE)
+                                        source=TransferSource.PURCHASE, partner_account=partner_account)
         elif quote.status != QuoteStatus.COMMITTED:
             raise QuoteExpired()
         elif quote.purchase_id is not None and quote.purchase.idempotency_key != key:
@@ -274,6 +274,7 @@ def checkout(*, member: Member, store: Store, external_id: str, occurred_at: dt.
         member=member, store=store, external_id=external_id, occurred_at=occurred_at, total=total, now=now,
         lines=lines, channel=channel, coupon_discount=discount, stored_value_paid=stored_value_paid,
         promo_codes=promo_codes, idempotency_key=key, staff_user=staff_user, points_paid_by=payment,
+        partner_account=partner_account,
     )
     if quote is not None and quote.purchase_id is None:
         quote.purchase = purchase

@@ -153,13 +153,15 @@ def test_preview_takes_the_same_fields_and_writes_nothing(api, member):
     assert snapshot() == before
 
 
-def test_an_alliance_partners_key_cannot_check_out(member):
+def test_an_alliance_partner_checks_out_through_its_own_account(member):
+    from loyalty.models import Transfer, TransferCode
+
     client, key = api_client_create(name="Car wash partner")
-    alliance_partner_enable(client=client)
+    client = alliance_partner_enable(client=client)
     partner = APIClient()
     partner.credentials(HTTP_AUTHORIZATION=f"Bearer {key}")
     coupon = coupon_make(member=member)
-    before = snapshot()
-    assert_error(post(partner, PURCHASES, order(member, "50.00", coupon_codes=[coupon.code])), 422,
-                 "checkout_not_supported")
-    assert snapshot() == before
+    response = post(partner, PURCHASES, order(member, "150.00", coupon_codes=[coupon.code]))
+    assert response.status_code == 201, response.content
+    earn = Transfer.objects.get(code=TransferCode.EARN, purchase_id=response.json()["id"])
+    assert earn.debit_account_id == client.partner_account_id

@@ -69,3 +69,25 @@ def test_a_partner_posting_a_purchase_through_the_api_issues_the_points(member, 
         "occurred_at": "2026-03-04T10:00:00+08:00", "total": "80.00"}, format="json", HTTP_IDEMPOTENCY_KEY="p1")
     assert response.status_code == 201, response.content
     assert Transfer.objects.get(code=TransferCode.EARN).debit_account_id == client.partner_account_id
+
+
+def test_a_partner_committing_a_points_quote_accepts_the_points(member, now, staff):
+    from rest_framework.test import APIClient
+
+    from loyalty.services import points_adjust
+    from loyalty.services.api_clients import api_client_create
+
+    points_adjust(member=member, points=500, reason="setup", staff_user=staff, idempotency_key="g", now=now)
+    client, key = api_client_create(name="Partner till")
+    client = alliance_partner_enable(client=client)
+    api = APIClient()
+    api.credentials(HTTP_AUTHORIZATION=f"Bearer {key}")
+    quote = api.post("/api/v1/points-payments/quotes", {"member": member.pk, "order_amount": "10.00", "points": 300},
+                     format="json", HTTP_IDEMPOTENCY_KEY="q")
+    assert quote.status_code == 201, quote.content
+    commit = api.post(f"/api/v1/points-payments/quotes/{quote.json()['id']}/commit", {}, format="json",
+                      HTTP_IDEMPOTENCY_KEY="c")
+    assert commit.status_code == 200, commit.content
+    assert Transfer.objects.get(code=TransferCode.PAYMENT).credit_account_id == client.partner_account_id
+    (row,) = alliance_settlement(start=now - dt.timedelta(days=400), end=now + dt.timedelta(days=400))
+    assert row.accepted == 300
