@@ -44,7 +44,8 @@ def settlement_view(request):
     form = PeriodForm(request.GET or {"start": today.replace(day=1), "end": today})
     rows = []
     if form.is_valid():
-        rows = alliance_settlement(start=_period(form)[0], end=_period(form)[1])
+        start, end = _period(form)
+        rows = alliance_settlement(start=start, end=end)
         if request.GET.get("format") == "csv":
             response = HttpResponse(content_type="text/csv; charset=utf-8")
             response["Content-Disposition"] = (f'attachment; filename="settlement-{form.cleaned_data["start"]}-'

@@ -12,7 +12,7 @@ from typing import Any
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
-from django.db.models import Q, QuerySet
+from django.db.models import QuerySet
 from django.forms.models import BaseModelFormSet
 from django.http import HttpRequest
 from django.utils import timezone
@@ -21,9 +21,8 @@ from django.utils.translation import gettext_lazy as _
 
 from loyalty.models import MemberTier, Tier, TierChange, TierPolicy
 from loyalty.services.tiers import tier_policy_get, tier_set_manual, tiers_problems
+from members.admin import member_ids_exact
 from members.admin_mixins import ReadOnlyAdminMixin, SingletonAdminMixin
-from members.models import Member
-from members.services import phone_normalise
 
 # Fields ``tiers_problems`` reads.
 SET_FIELDS = ["code", "rank", "spend_threshold", "points_threshold", "retain_spend", "retain_points", "earn_multiplier"]
@@ -155,19 +154,6 @@ class TierPolicyAdmin(SingletonAdminMixin, admin.ModelAdmin):
         }),
         (_("Record"), {"fields": ["created_at", "updated_at"], "classes": ["collapse"]}),
     ]
-
-
-def member_ids_exact(term: str) -> list[int]:
-    """Members a search term names exactly: member number or phone (any usual spelling)."""
-    term = (term or "").strip()
-    if not term:
-        return []
-    q = Q(member_number=term)
-    try:
-        q |= Q(phone=phone_normalise(phone=term))
-    except ValidationError:
-        pass
-    return list(Member.objects.filter(q).order_by("pk").values_list("pk", flat=True)[:10])
 
 
 class ExactMemberSearchMixin:

@@ -6,6 +6,7 @@ from django.utils.translation import gettext_lazy as _
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import authentication, exceptions, permissions
 
+from loyalty.exceptions import LoyaltyError
 from loyalty.models import ApiClient
 from loyalty.services.api_clients import api_key_hash
 
@@ -64,3 +65,11 @@ class HasScope(permissions.BasePermission):
             self.message = _("This API key lacks the scope “%(scope)s”.") % {"scope": scope}
             return False
         return True
+
+
+class StoreNotAllowed(LoyaltyError):
+    """A store-bound client acting at another store."""
+
+    code = "store_not_allowed"
+    default_message = _("This API key is bound to another store.")
+    http_status = 403

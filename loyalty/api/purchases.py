@@ -18,9 +18,10 @@ from rest_framework import serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from loyalty.api.auth import StoreNotAllowed
 from loyalty.api.idempotency import api_idempotency_key, idempotent
 from loyalty.api.members import TierRefSerializer, error_responses
-from loyalty.exceptions import LoyaltyError, MemberNotFound, StoreNotFound
+from loyalty.exceptions import MemberNotFound, StoreNotFound
 from loyalty.explain import breakdown_lines
 from loyalty.models import Purchase, Scope
 from loyalty.models.purchases import Channel
@@ -32,12 +33,6 @@ from rewards.models import Coupon
 from rewards.services.payments import checkout
 
 MONEY = {"max_digits": 12, "decimal_places": 2}
-
-
-class StoreNotAllowed(LoyaltyError):
-    code = "store_not_allowed"
-    default_message = _("This API key is bound to another store.")
-    http_status = 403
 
 
 class AwareDateTimeField(serializers.DateTimeField):

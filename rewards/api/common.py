@@ -4,16 +4,11 @@ from django.utils.translation import gettext_lazy as _
 from drf_spectacular.utils import OpenApiResponse
 from rest_framework import serializers
 
+from loyalty.api.auth import StoreNotAllowed
 from loyalty.exceptions import LoyaltyError, MemberNotFound
 from members.models import Member, Store
 
 MAX_ID = 2**63 - 1
-
-
-class StoreNotAllowed(LoyaltyError):
-    code = "store_not_allowed"
-    default_message = _("This API key is bound to another store.")
-    http_status = 403
 
 
 def id_field(**kwargs) -> serializers.IntegerField:
