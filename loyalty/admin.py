@@ -144,6 +144,10 @@ class ProgramSettingsAdmin(SingletonAdminMixin, admin.ModelAdmin):
             "description": _("How long purchase points wait before they can be spent, and what a refund does "
                              "when the member has already spent the points it takes back."),
         }),
+        (_("Member portal"), {
+            "fields": ["birthday_member_edits"],
+            "description": _("What members may change themselves in the portal."),
+        }),
         (_("Record"), {"fields": ["created_at", "updated_at"], "classes": ["collapse"]}),
     ]
 

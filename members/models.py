@@ -4,6 +4,7 @@ Invariants: a member's phone is stored in E.164 and is unique; member number and
 unique. Points and money live in the loyalty ledger, never on these rows.
 """
 
+from django.conf import settings
 from django.db import models
 from django.db.models import Q
 from django.utils.translation import gettext_lazy as _
@@ -55,6 +56,16 @@ class Member(BaseModel):
     referred_by = models.ForeignKey(
         "self", verbose_name=_("referred by"), on_delete=models.SET_NULL, null=True, blank=True, related_name="referrals"
     )
+    email = models.EmailField(_("email"), blank=True)
+    language = models.CharField(
+        _("language"), max_length=10, blank=True, choices=settings.LANGUAGES,
+        help_text=_("The language of the portal and of messages; empty means the program's default."),
+    )
+    marketing_consent = models.BooleanField(
+        _("marketing consent"), default=False, help_text=_("The member agreed to receive offers and news.")
+    )
+    consent_updated_at = models.DateTimeField(_("consent updated at"), null=True, blank=True)
+    closed_at = models.DateTimeField(_("closed at"), null=True, blank=True)
 
     class Meta:
         verbose_name = _("member")
@@ -76,3 +87,58 @@ class Member(BaseModel):
     @property
     def is_active(self) -> bool:
         return self.status == MemberStatus.ACTIVE
+
+
+class MemberLogin(BaseModel):
+    """A member's portal login (phone + password). No row, or no password, means "not activated yet".
+
+    ``session_epoch`` is copied into every portal session at sign-in; "sign out everywhere" bumps it,
+    so every older session stops being accepted on its next request.
+    """
+
+    member = models.OneToOneField(
+        Member, verbose_name=_("member"), on_delete=models.CASCADE, primary_key=True, related_name="login"
+    )
+    password = models.CharField(_("password"), max_length=128, blank=True)
+    activated_at = models.DateTimeField(_("activated at"), null=True, blank=True)
+    last_login_at = models.DateTimeField(_("last sign-in"), null=True, blank=True)
+    failed_attempts = models.PositiveSmallIntegerField(_("failed attempts"), default=0)
+    locked_until = models.DateTimeField(_("locked until"), null=True, blank=True)
+    session_epoch = models.PositiveIntegerField(_("session epoch"), default=0)
+    birthday_edits = models.PositiveSmallIntegerField(
+        _("birthday edits"), default=0, help_text=_("How many times the member changed the birthday in the portal.")
+    )
+
+    class Meta:
+        verbose_name = _("portal login")
+        verbose_name_plural = _("portal logins")
+
+    def __str__(self) -> str:
+        return str(self.member_id)
+
+
+class OneTimeCodePurpose(models.TextChoices):
+    ACTIVATE = "ACTIVATE", _("Activate the portal")
+    RESET = "RESET", _("Reset the password")
+
+
+class OneTimeCode(BaseModel):
+    """A one-time code sent by SMS. Only its hash is stored; it is used at most once."""
+
+    member = models.ForeignKey(Member, verbose_name=_("member"), on_delete=models.CASCADE, related_name="one_time_codes")
+    purpose = models.CharField(_("purpose"), max_length=8, choices=OneTimeCodePurpose.choices)
+    code_hash = models.CharField(_("code hash"), max_length=128)
+    expires_at = models.DateTimeField(_("expires at"))
+    attempts = models.PositiveSmallIntegerField(_("attempts"), default=0)
+    used_at = models.DateTimeField(_("used at"), null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("one-time code")
+        verbose_name_plural = _("one-time codes")
+        constraints = [
+            models.CheckConstraint(condition=Q(purpose__in=OneTimeCodePurpose.values), name="onetimecode_purpose_valid"),
+        ]
+        indexes = [models.Index(fields=["member", "purpose", "-created_at"], name="onetimecode_member_recent_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.member_id} {self.purpose}"

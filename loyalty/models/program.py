@@ -79,6 +79,11 @@ class ProgramSettings(BaseModel):
         _("negative balance policy"), max_length=16, choices=NegativeBalancePolicy.choices, default=NegativeBalancePolicy.DEBT,
         help_text=_("What happens when a refund claws back points the member has already spent."),
     )
+    birthday_member_edits = models.PositiveSmallIntegerField(
+        _("birthday changes by members"), default=1, validators=[MaxValueValidator(10)],
+        help_text=_("How many times a member may set or change the birthday in the portal (0: only staff can). "
+                    "Birthday bonuses make this worth limiting."),
+    )
 
     class Meta:
         verbose_name = _("program settings")

@@ -58,6 +58,7 @@ SETTINGS_SPECS = (
     Spec("expiry_policy", CHOICE, choices=ExpiryPolicy), Spec("expiry_months", INT),
     Spec("expiry_to_month_end", BOOL), Spec("clearance_month", INT), Spec("clearance_day", INT),
     Spec("pending_days", INT), Spec("negative_balance_policy", CHOICE, choices=NegativeBalancePolicy),
+    Spec("birthday_member_edits", INT),
 )
 POLICY_SPECS = (
     Spec("window", CHOICE, choices=TierWindow), Spec("window_months", INT), Spec("grace_days", INT),
