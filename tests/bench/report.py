@@ -1,4 +1,9 @@
-"""The bench's table, and its figures kept in docs/benchmarks.md (one row per database, replaced on each run)."""
+"""The bench's tables, and their sections in docs/benchmarks.md.
+
+Each suite's section lies between ``<!-- bench:<suite> -->`` and ``<!-- /bench:<suite> -->``; the runner
+replaces it on each recorded run (``section_write``). The rules suite keeps one row per database kind
+(SQLite, PostgreSQL) in its table, so a run on one database keeps the other's figures (``rules_section``).
+"""
 
 import datetime as dt
 import os
@@ -7,7 +12,6 @@ import re
 from pathlib import Path
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "benchmarks.md"
-START, END = "<!-- bench:results:start -->", "<!-- bench:results:end -->"
 HEADER = ("| date | machine | database | evaluation median µs | mean µs | p95 µs | backtest 100k s | purchases/s |\n"
           "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: |")
 
@@ -45,18 +49,38 @@ def table(*, evaluation: dict, backtest: dict, database: str) -> str:
     return "\n".join(f"{name.ljust(width)}  {value}" for name, value in rows)
 
 
-def record(*, evaluation: dict, backtest: dict, database: str) -> Path:
+def markers(suite: str) -> tuple[str, str]:
+    return f"<!-- bench:{suite} -->", f"<!-- /bench:{suite} -->"
+
+
+def section_read(suite: str) -> str:
+    """The current body of a suite's section ("" when absent)."""
+    start, end = markers(suite)
+    text = DOC.read_text() if DOC.exists() else ""
+    if start not in text or end not in text:
+        return ""
+    return text.split(start, 1)[1].split(end, 1)[0]
+
+
+def section_write(*, suite: str, title: str, body: str) -> Path:
+    """Replace the suite's section in docs/benchmarks.md (appended under ``## title`` when missing)."""
+    start, end = markers(suite)
+    text = DOC.read_text() if DOC.exists() else "# Benchmarks\n"
+    if start not in text or end not in text:
+        text = text.rstrip("\n") + f"\n\n## {title}\n\n{start}\n{end}\n"
+    head, rest = text.split(start, 1)
+    _old, tail = rest.split(end, 1)
+    DOC.write_text(f"{head}{start}\n{body.strip()}\n{end}{tail}")
+    return DOC
+
+
+def rules_section(*, evaluation: dict, backtest: dict, database: str) -> str:
+    """The rules table: this run's row replaces the row of the same database kind, the others stay."""
     row = (f"| {dt.datetime.now(dt.UTC).date().isoformat()} | {machine()} | {database} | {evaluation['median_us']:.1f} | "
            f"{evaluation['mean_us']:.1f} | {evaluation['p95_us']:.1f} | {backtest['seconds']:.2f} | "
            f"{backtest['per_second']:,.0f} |")
-    text = DOC.read_text() if DOC.exists() else f"# Benchmarks\n\n{START}\n{END}\n"
-    if START not in text:
-        text += f"\n{START}\n{END}\n"
-    head, rest = text.split(START, 1)
-    body, tail = rest.split(END, 1)
     kind = database.split()[0]  # one row per database kind (SQLite, PostgreSQL)
-    rows = [line for line in body.strip().splitlines() if line.startswith("| 2")]
+    rows = [line for line in section_read("rules").strip().splitlines() if line.startswith("| 2")]
     rows = [line for line in rows if not re.match(rf"\|[^|]*\|[^|]*\| {kind}\b", line)] + [row]
     rows.sort(key=lambda line: line.split("|")[3].strip())
-    DOC.write_text(f"{head}{START}\n{HEADER}\n" + "\n".join(rows) + f"\n{END}{tail}")
-    return DOC
+    return f"{HEADER}\n" + "\n".join(rows)

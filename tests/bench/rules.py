@@ -76,3 +76,30 @@ def random_payment(rng: random.Random, total: Decimal) -> tuple[int, Decimal, De
     elif roll < 0.22:
         stored = (total * Decimal("0.5")).quantize(CENT)
     return points, points_value, coupon, stored
+
+
+# ---- the ``rules`` suite --------------------------------------------------------------------------
+
+TITLE = "Rule evaluation and backtest"
+
+
+def run(ctx) -> str:
+    """(a) rule evaluation per purchase, (b) backtest of 100,000 purchases; one table row per database."""
+    from tests.bench.backtest import backtest_bench
+    from tests.bench.database import server_version
+    from tests.bench.evaluation import evaluation_bench
+    from tests.bench.report import rules_section, table
+
+    opts = ctx.options
+    evaluations = 2_000 if ctx.quick else getattr(opts, "evaluations", 20_000)
+    purchases = 5_000 if ctx.quick else getattr(opts, "purchases", 100_000)
+    members = 500 if ctx.quick else getattr(opts, "members", 5_000)
+    ctx.log(f"(a) {evaluations:,} rule evaluations …")
+    evaluation = evaluation_bench(n=evaluations)
+    ctx.log(f"(b) inserting {purchases:,} purchases of {members:,} members (bulk_create; no ledger rows: "
+            "the backtest reads purchases only) …")
+    backtest = backtest_bench(purchases=purchases, members=members)
+    database = server_version()
+    print("\n" + table(evaluation=evaluation, backtest=backtest, database=database), flush=True)
+    ctx.record = ctx.record and purchases == 100_000  # only the 100,000-purchase figure is comparable
+    return rules_section(evaluation=evaluation, backtest=backtest, database=database)
