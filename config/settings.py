@@ -209,3 +209,18 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": env("DJANGO_LOG_LEVEL", default="INFO")},
     "loggers": {"django.db.backends": {"level": "INFO"}},
 }
+
+# ---- MEMBER PORTAL ----
+# Sign-in, activation and password reset of the member portal (/portal/); see docs/portal.md.
+# SMS backend (dotted path to a class with send(*, phone, text)); the default writes messages to the log.
+PORTAL_SMS_BACKEND = env("PORTAL_SMS_BACKEND", default="members.sms.LogBackend")
+PORTAL_CODE_LIFETIME_SECONDS = env.int("PORTAL_CODE_LIFETIME_SECONDS", default=600)  # one-time codes: 10 minutes
+PORTAL_CODE_MAX_ATTEMPTS = env.int("PORTAL_CODE_MAX_ATTEMPTS", default=5)  # wrong tries before a code is dead
+PORTAL_CODE_RESEND_SECONDS = env.int("PORTAL_CODE_RESEND_SECONDS", default=60)  # per phone number
+PORTAL_CODES_PER_PHONE_PER_HOUR = env.int("PORTAL_CODES_PER_PHONE_PER_HOUR", default=5)
+PORTAL_CODES_PER_IP_PER_HOUR = env.int("PORTAL_CODES_PER_IP_PER_HOUR", default=20)
+PORTAL_PASSWORD_MAX_FAILURES = env.int("PORTAL_PASSWORD_MAX_FAILURES", default=5)  # then the login is locked
+PORTAL_LOCKOUT_SECONDS = env.int("PORTAL_LOCKOUT_SECONDS", default=900)  # 15 minutes
+PORTAL_SIGN_INS_PER_IP = env.int("PORTAL_SIGN_INS_PER_IP", default=30)  # sign-in tries per IP per 15 minutes
+# "Keep me signed in": how long the session lasts; without it the session ends when the browser closes.
+PORTAL_SESSION_AGE_SECONDS = env.int("PORTAL_SESSION_AGE_SECONDS", default=30 * 24 * 3600)

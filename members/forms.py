@@ -51,3 +51,113 @@ class MemberChangeForm(MemberFieldsMixin, forms.ModelForm):
         model = Member
         fields = ["phone", "name", "birthday", "home_store", "status"]
         error_messages = {"phone": {"unique": PHONE_TAKEN}}
+
+
+# ---- MEMBER PORTAL ----
+# These forms only parse and check the shape of input; the services in members/services.py decide.
+
+class PortalPhoneField(forms.CharField):
+    def __init__(self, **kwargs):
+        kwargs.setdefault("label", _("Phone number"))
+        kwargs.setdefault("max_length", 32)
+        super().__init__(**kwargs)
+        self.widget.attrs.update({"autocomplete": "tel", "inputmode": "tel"})
+
+
+class PortalSignInForm(forms.Form):
+    phone = PortalPhoneField()
+    password = forms.CharField(
+        label=_("Password"), max_length=128, strip=False,
+        widget=forms.PasswordInput(attrs={"autocomplete": "current-password"}),
+    )
+    remember = forms.BooleanField(label=_("Keep me signed in"), required=False,
+                                  help_text=_("Leave unticked on a shared device: you are signed out when the browser closes."))
+    next = forms.CharField(required=False, max_length=2000, widget=forms.HiddenInput)
+
+
+class PortalPhoneForm(forms.Form):
+    phone = PortalPhoneField(help_text=_("The number you gave when you joined."))
+
+
+class NewPasswordMixin:
+    """Two password fields that must match; strength is checked by the service (Django's validators)."""
+
+    def clean(self):
+        cleaned = super().clean()
+        first, second = cleaned.get("new_password"), cleaned.get("new_password_again")
+        if first and second and first != second:
+            self.add_error("new_password_again", _("The two passwords do not match."))
+        return cleaned
+
+
+def _new_password_field(label):
+    return forms.CharField(label=label, max_length=128, strip=False,
+                           widget=forms.PasswordInput(attrs={"autocomplete": "new-password"}))
+
+
+class PortalCodeForm(NewPasswordMixin, forms.Form):
+    code = forms.CharField(
+        label=_("Code from the message"), max_length=12,
+        widget=forms.TextInput(attrs={"autocomplete": "one-time-code", "inputmode": "numeric", "pattern": "[0-9 ]*"}),
+    )
+    new_password = _new_password_field(_("New password"))
+    new_password_again = _new_password_field(_("New password again"))
+
+    def clean_code(self) -> str:
+        code = self.cleaned_data["code"].replace(" ", "")
+        if not (code.isdigit() and len(code) == 6):
+            raise forms.ValidationError(_("The code has 6 digits."), code="code_format")
+        return code
+
+
+class PortalPasswordChangeForm(NewPasswordMixin, forms.Form):
+    current_password = forms.CharField(
+        label=_("Current password"), max_length=128, strip=False,
+        widget=forms.PasswordInput(attrs={"autocomplete": "current-password"}),
+    )
+    new_password = _new_password_field(_("New password"))
+    new_password_again = _new_password_field(_("New password again"))
+
+
+class PortalProfileForm(forms.Form):
+    name = forms.CharField(label=_("Name"), max_length=100)
+    email = forms.EmailField(label=_("Email"), required=False, max_length=254,
+                             widget=forms.EmailInput(attrs={"autocomplete": "email"}))
+    language = forms.ChoiceField(label=_("Language"), required=False)
+    birthday = forms.DateField(label=_("Birthday"), required=False,
+                               widget=forms.DateInput(attrs={"type": "date"}, format="%Y-%m-%d"))
+    sms = forms.BooleanField(label=_("SMS"), required=False)
+    email_channel = forms.BooleanField(label=_("Email"), required=False)
+    inbox = forms.BooleanField(label=_("Portal inbox"), required=False)
+    marketing_consent = forms.BooleanField(
+        label=_("Send me offers and news"), required=False,
+        help_text=_("You can change this at any time. Service messages (points, expiry) do not depend on it."),
+    )
+
+    def __init__(self, *args, birthday_editable: bool = True, **kwargs):
+        super().__init__(*args, **kwargs)
+        from django.conf import settings
+
+        self.fields["language"].choices = [("", _("Program default")), *settings.LANGUAGES]
+        if not birthday_editable:
+            del self.fields["birthday"]
+
+    def clean_name(self) -> str:
+        name = self.cleaned_data["name"].strip()
+        if not name:
+            raise forms.ValidationError(_("Enter your name."), code="name_required")
+        return name
+
+    def clean_birthday(self):
+        birthday = self.cleaned_data.get("birthday")
+        if birthday is not None and birthday > timezone.localdate():
+            raise forms.ValidationError(_("The birthday is in the future."), code="birthday_future")
+        return birthday
+
+
+class PortalCloseForm(forms.Form):
+    password = forms.CharField(
+        label=_("Your password"), max_length=128, strip=False,
+        widget=forms.PasswordInput(attrs={"autocomplete": "current-password"}),
+    )
+    confirm = forms.BooleanField(label=_("I understand that this cannot be undone."), required=True)
