@@ -170,3 +170,63 @@ def member_tier_changes(*, member: Member):
     """The member's tier history, newest first."""
     return (TierChange.objects.filter(member=member).select_related("from_tier", "to_tier")
             .order_by("-occurred_at", "-id"))
+
+
+@dataclass(frozen=True)
+class TierLine:
+    """A tier as the "how to earn" page shows it: what it takes and what it gives, in words."""
+
+    code: str
+    name: str
+    rank: int
+    needs: str
+    benefits: list[str]
+
+
+def _tier_needs(tier: Tier, currency: str, *, monthly: bool) -> str:
+    spend = money(tier.spend_threshold, currency) if tier.spend_threshold is not None else None
+    pts = points(tier.points_threshold) if tier.points_threshold is not None else None
+    if tier.rank == 0 or (not tier.spend_threshold and not tier.points_threshold):
+        return _("Every member starts here")
+    if spend and pts:
+        text = _("Spend %(spend)s or earn %(points)s") % {"spend": spend, "points": pts}
+    elif spend:
+        text = _("Spend %(spend)s") % {"spend": spend}
+    else:
+        text = _("Earn %(points)s") % {"points": pts}
+    return _("%(needs)s a month") % {"needs": text} if monthly else text
+
+
+def tiers_describe(*, currency: str) -> list[TierLine]:
+    """Every tier, lowest first, with its threshold and benefits in words. Two queries (tiers, policy)."""
+    tiers = tiers_ordered()
+    if not tiers:
+        return []
+    monthly = tier_policy_get().window == TierWindow.CONSECUTIVE_MONTHS
+    return [TierLine(code=tier.code, name=tier.name, rank=tier.rank, needs=_tier_needs(tier, currency, monthly=monthly),
+                     benefits=tier_benefit_lines(tier)) for tier in tiers]
+
+
+def tier_benefit_lines(tier: Tier) -> list[str]:
+    """A tier's benefits in words: earn multiplier, member discount, perks (empty: none beyond the basics)."""
+    out = []
+    if tier.earn_multiplier != 1:
+        out.append(_("Earn ×%(value)s points on purchases") % {"value": format(tier.earn_multiplier.normalize(), "f")})
+    if tier.discount_percent:
+        out.append(_("%(value)s%% member discount") % {"value": format(tier.discount_percent.normalize(), "f")})
+    if tier.perks:
+        out.append(tier.perks)
+    return out
+
+
+def tier_policy_describe() -> str:
+    """How the qualifying window works, in words. One query (the policy)."""
+    policy = tier_policy_get()
+    n = policy.window_months
+    if policy.window == TierWindow.CALENDAR_YEAR:
+        return _("Your tier follows what you spend or earn in the calendar year.")
+    if policy.window == TierWindow.CONSECUTIVE_MONTHS:
+        return ngettext("Reach a tier's monthly figure %(n)s month in a row to move up.",
+                        "Reach a tier's monthly figure %(n)s months in a row to move up.", n) % {"n": n}
+    return ngettext("Your tier follows what you spend or earn over the last %(n)s month.",
+                    "Your tier follows what you spend or earn over the last %(n)s months.", n) % {"n": n}

@@ -34,6 +34,7 @@ from loyalty.selectors import (
 )
 from loyalty.services import member_enrol, points_adjust
 from members.forms import MemberAddForm, MemberChangeForm
+from members.member_code import member_code_looks_like, member_code_resolve
 from members.models import Member, Store
 from members.paginators import EstimatedCountPaginator
 from members.services import phone_normalise
@@ -151,7 +152,8 @@ class MemberAdmin(admin.ModelAdmin):
     # Sorting a million rows by a non-unique column is a full sort; member number is unique (indexed).
     sortable_by = ["member_number"]
     search_fields = ["name"]  # shows the search box; get_search_results does the real work
-    search_help_text = _("Phone number, member number, or the beginning of the name (case-sensitive).")
+    search_help_text = _("Phone number, member number, member code from the portal, or the beginning of the name "
+                         "(case-sensitive).")
     show_full_result_count = False
     show_facets = admin.ShowFacets.NEVER
     paginator = EstimatedCountPaginator
@@ -166,6 +168,12 @@ class MemberAdmin(admin.ModelAdmin):
     # ---- list ----
 
     def get_search_results(self, request: HttpRequest, queryset: QuerySet, search_term: str) -> tuple[QuerySet, bool]:
+        # A member code scanned from the portal (18 digits, valid this minute or the one before) names one
+        # member; an expired code falls through to the exact searches below and so finds nobody.
+        if member_code_looks_like(search_term):
+            found = member_code_resolve(code=search_term, now=timezone.now())
+            if found is not None:
+                return queryset.filter(pk=found.pk), False
         q = member_search_q(search_term)
         if q is None:
             return queryset, False
