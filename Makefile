@@ -52,10 +52,12 @@ migrate: $(RUNTIME_STAMP)
 # Web, worker and beat in one terminal (Procfile.dev, via honcho). Ctrl-C stops all three.
 run: install messages migrate
 	$(MANAGE) seed_demo --members 200 --days 365
+	$(MANAGE) seed_demo_member
 	$(MANAGE) setup_periodic_tasks
 	@echo
 	@echo "Starting web, worker and beat. Open http://127.0.0.1:8000/admin/ (Ctrl-C stops everything)."
 	@$(MANAGE) ensure_admin
+	@$(MANAGE) seed_demo_member
 	@echo
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/honcho -f Procfile.dev start || [ $$? -eq 130 ]  # 130: Ctrl-C
 
@@ -66,10 +68,14 @@ test: $(DEV_STAMP) messages
 lint: $(DEV_STAMP)
 	$(BIN)/ruff check .
 
-# Rule evaluation per purchase (µs) and backtest time for 100,000 purchases (docs/benchmarks.md).
-# SQLite by default; DATABASE_URL=postgres://… measures on PostgreSQL (in a separate loyalty_bench database).
+# Benchmarks recorded in docs/benchmarks.md: suites rules (rule evaluation, backtest), api (POST /purchases
+# under gunicorn vs the raw-SQL earn under pgbench; PostgreSQL and wrk), batch, portal. BENCH="api batch" picks
+# suites, BENCH_ARGS="--quick" makes a short smoke run (not recorded). SQLite by default; DATABASE_URL=postgres://…
+# measures on PostgreSQL, in a separate loyalty_bench database created and dropped by the bench.
+BENCH ?=
+BENCH_ARGS ?=
 bench: $(DEV_STAMP) messages
-	$(BIN)/python -m tests.bench
+	$(BIN)/python -m tests.bench $(BENCH) $(BENCH_ARGS)
 
 # Generated files only; the embedded database, the admin password and the venv stay.
 clean:

@@ -497,3 +497,20 @@ def portal_account_close(*, login: MemberLogin, password: str, now: dt.datetime)
 
     portal_password_verify(login=login, password=password)
     return member_close(member=login.member, now=now)
+
+
+@transaction.atomic
+def portal_login_activate(*, member: Member, password: str, now: dt.datetime) -> MemberLogin:
+    """Give ``member`` portal access with ``password`` without a code (demo data, staff tooling).
+
+    The password passes Django's validators; an existing login gets the new password and its other
+    sessions end."""
+    password_check_strength(password=password, member=member)
+    login, _created = MemberLogin.objects.select_for_update().get_or_create(member=member)
+    if login.password:
+        login.session_epoch += 1
+    login.password = make_password(password)
+    login.activated_at = login.activated_at or now
+    login.failed_attempts, login.locked_until = 0, None
+    login.save()
+    return login
