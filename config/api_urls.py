@@ -11,6 +11,7 @@ from loyalty.api.members import (
 )
 from loyalty.api.program import ProgramApi
 from loyalty.api.purchases import PurchaseCreateApi, PurchaseDetailApi, PurchasePreviewApi, RefundCreateApi
+from loyalty.api.purchases_batch import PurchaseBatchApi
 from loyalty.api.webhooks import urlpatterns as webhook_urlpatterns
 from members.api import StoreListApi
 from rewards.api.urls import urlpatterns as spending_urlpatterns
@@ -26,6 +27,7 @@ urlpatterns = [
     path("members/<int:member_id>/adjustments", MemberAdjustmentApi.as_view(), name="member-adjustments"),
     path("purchases", PurchaseCreateApi.as_view(), name="purchases"),
     path("purchases/preview", PurchasePreviewApi.as_view(), name="purchase-preview"),
+    path("purchases/batch", PurchaseBatchApi.as_view(), name="purchase-batch"),
     path("purchases/<int:purchase_id>", PurchaseDetailApi.as_view(), name="purchase"),
     path("purchases/<int:purchase_id>/refunds", RefundCreateApi.as_view(), name="purchase-refunds"),
     path("program", ProgramApi.as_view(), name="program"),

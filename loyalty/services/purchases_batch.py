@@ -1,0 +1,566 @@
+"""Purchases in batches (POS end-of-day, offline sync): up to 1,000 at once, each applied exactly once.
+
+Set-based, not 1,000 calls of ``purchase_record``: the configuration is read once, members, stores and
+already-recorded orders are each found with one query, every involved member's accounts are locked in one
+statement in primary-key order (the lock order of ``loyalty.locks``), the points are worked out with the pure
+engine item by item (caps and first-purchase facts see the earlier items of the same member, in order), and
+purchases, transfers, lots, balances and outbox events are written with one statement each.
+
+The result of every item is the one ``purchase_record`` would give for the same purchases posted one by one
+in the batch's order. Members for whom that would take more than the common path fall back to
+``purchase_record`` for their items, still inside the batch and in order: a member whom the batch could lift
+to a higher tier (an upgrade mid-batch changes the multiplier, the event stream and possibly the points).
+Debt settlement and pending points stay on the bulk path.
+"""
+
+import datetime as dt
+from collections import defaultdict
+from collections.abc import Collection
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+from django.contrib.auth.models import AbstractBaseUser
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db import IntegrityError, connection, transaction
+from django.db.models import Q
+from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
+
+from loyalty.api.auth import StoreNotAllowed
+from loyalty.earning import Basket, CapUsage, CompiledRuleSet, MemberFacts, earn_evaluate
+from loyalty.exceptions import (
+    InvalidInput,
+    LoyaltyError,
+    MemberClosed,
+    MemberFrozen,
+    MemberNotFound,
+    StoreNotFound,
+)
+from loyalty.idempotency import fingerprint, idempotency_key_check
+from loyalty.locks import POINTS_KINDS
+from loyalty.models import (
+    Account,
+    AccountKind,
+    Channel,
+    Event,
+    EventType,
+    Lot,
+    MemberTier,
+    Modifier,
+    Purchase,
+    RuleSet,
+    RuleSetStatus,
+    SystemAccount,
+    TierWindow,
+    Transfer,
+    TransferCode,
+    TransferSource,
+)
+from loyalty.models.program import NegativeBalancePolicy
+from loyalty.rules import rule_set_compile
+from loyalty.services.ledger import system_account
+from loyalty.services.program import program_settings_get
+from loyalty.services.purchases import purchase_record
+from loyalty.services.tiers import (
+    qualifying_figures,
+    tier_for_figures,
+    tier_policy_get,
+    tiers_ordered,
+    window_start,
+)
+from loyalty.validation import lines_clean, money_clean, text_clean, time_clean
+from members.models import Member, MemberStatus, Store
+from members.services import phone_normalise
+
+MAX_ITEMS = 1000
+CREATED, DUPLICATE, ERROR = "created", "duplicate", "error"
+ZERO_MONEY = Decimal("0.00")
+
+
+class DuplicateInBatch(LoyaltyError):
+    code = "duplicate_in_batch"
+    default_message = _("An earlier item of this batch has the same store and external_id ({external_id}).")
+    http_status = 409
+
+
+class CheckoutNotInBatch(LoyaltyError):
+    code = "checkout_not_in_batch"
+    default_message = _("Coupons and points payments are not taken in a batch: post this purchase alone with "
+                        "POST /purchases.")
+    http_status = 400
+
+
+@dataclass
+class BatchResult:
+    index: int
+    external_id: str
+    status: str = ERROR
+    purchase: Purchase | None = None
+    error: LoyaltyError | None = None
+    points_balance: int | None = None  # the member's balance just after this purchase (or now, for a duplicate)
+
+
+@dataclass
+class _Item:
+    index: int
+    raw: dict
+    result: BatchResult
+    store: Store | None = None
+    member: Member | None = None
+    total: Decimal = ZERO_MONEY
+    occurred_at: dt.datetime | None = None
+    lines: list = field(default_factory=list)
+    channel: str = Channel.STORE
+    promo_codes: list[str] = field(default_factory=list)
+    external_id: str = ""
+    key: str = ""
+
+
+def _clean(item: _Item, *, now: dt.datetime) -> None:
+    """The checks ``purchase_record`` makes before it locks anything, in the same order."""
+    raw = item.raw
+    if raw.get("points_payment_quote") is not None or raw.get("coupon_codes"):
+        raise CheckoutNotInBatch()
+    item.total = money_clean(raw.get("total"), field="total")
+    item.occurred_at = time_clean(raw.get("occurred_at"), field="occurred_at", now=now)
+    item.lines = lines_clean(raw.get("lines") or None, total=item.total)
+    promo = raw.get("promo_codes") or []
+    if not isinstance(promo, list | tuple):
+        raise InvalidInput(_("promo_codes: give a list of codes."), field="promo_codes")
+    item.promo_codes = sorted({text_clean(code, field="promo_codes", max_length=32) for code in promo})
+    item.external_id = text_clean(raw.get("external_id"), field="external_id", max_length=64)
+    item.channel = raw.get("channel") or Channel.STORE
+    if item.channel not in Channel.values:
+        raise InvalidInput(_("channel: “{value}” is not a channel."), field="channel", value=item.channel)
+    ref = raw.get("member")
+    if not isinstance(ref, dict) or len(ref) != 1 or next(iter(ref)) not in ("id", "phone", "member_number"):
+        raise InvalidInput(_("member: give exactly one of id, phone or member_number."), field="member")
+    text_clean(raw.get("store"), field="store", max_length=32)
+
+
+def _members_resolve(items: list[_Item]) -> None:
+    """Every item's member, by id, phone or card number: one query for the whole batch."""
+    ids, phones, numbers, wanted = set(), set(), set(), {}
+    for item in items:
+        (kind, value), = item.raw["member"].items()
+        if kind == "id":
+            value = value if isinstance(value, int) and not isinstance(value, bool) else None
+            ids.add(value)
+        elif kind == "phone":
+            try:
+                value = phone_normalise(phone=str(value))
+            except DjangoValidationError:  # not a phone number: no such member
+                value = None
+            phones.add(value)
+        else:
+            value = str(value)
+            numbers.add(value)
+        wanted[item.index] = (kind, value)
+    ids.discard(None)
+    phones.discard(None)
+    found = Member.objects.filter(Q(pk__in=ids) | Q(phone__in=phones) | Q(member_number__in=numbers)) if (
+        ids or phones or numbers) else Member.objects.none()
+    by = {"id": {}, "phone": {}, "member_number": {}}
+    for m in found:
+        by["id"][m.pk] = m
+        by["phone"][m.phone] = m
+        by["member_number"][m.member_number] = m
+    for item in items:
+        kind, value = wanted[item.index]
+        item.member = by[kind].get(value)
+        if item.member is None:
+            _fail(item, MemberNotFound())
+
+
+def _fail(item: _Item, error: LoyaltyError) -> None:
+    item.result.status, item.result.error = ERROR, error
+
+
+class _Config:
+    """The rule sets in force over the batch's times, compiled once, and the tier set-up."""
+
+    def __init__(self, *, program, times: list[dt.datetime]):
+        self.program = program
+        self.rule_sets: list[tuple[RuleSet, CompiledRuleSet]] = []
+        if times:
+            earliest, latest = min(times), max(times)
+            published = RuleSet.objects.filter(status=RuleSetStatus.PUBLISHED)
+            first = published.filter(effective_from__lte=earliest).order_by("-effective_from", "-id").first()
+            chosen = published.filter(effective_from__lte=latest)
+            if first is not None:
+                chosen = chosen.filter(effective_from__gte=first.effective_from)
+            sets = list(chosen.order_by("-effective_from", "-id"))
+            modifiers = defaultdict(list)
+            for m in Modifier.objects.filter(rule_set__in=sets, is_active=True):
+                modifiers[m.rule_set_id].append(m)
+            self.rule_sets = [
+                (rs, rule_set_compile(rs, time_zone=program.time_zone, modifiers=modifiers[rs.pk])) for rs in sets]
+        self.standard = rule_set_compile(None, time_zone=program.time_zone)
+        self.tiers = tiers_ordered()
+        self.policy = tier_policy_get()
+
+    def rules_at(self, at: dt.datetime) -> tuple[RuleSet | None, CompiledRuleSet]:
+        for rule_set, compiled in self.rule_sets:  # newest first, as ``rule_set_in_force``
+            if rule_set.effective_from <= at:
+                return rule_set, compiled
+        return None, self.standard
+
+
+def _cap_windows(at: dt.datetime, tz) -> tuple[dt.datetime, dt.datetime, dt.datetime, dt.datetime]:
+    """Local day, ISO week and month starts and the day's end, as ``cap_usage`` counts them."""
+    local = at.astimezone(tz)
+    day_start = dt.datetime.combine(local.date(), dt.time.min, tzinfo=tz)
+    return (day_start, day_start - dt.timedelta(days=local.weekday()), day_start.replace(day=1),
+            day_start + dt.timedelta(days=1))
+
+
+@dataclass
+class _Plan:
+    """What one bulk item will write."""
+
+    item: _Item
+    purchase: Purchase
+    rule_set: Any
+    points: int
+    breakdown: dict
+    pending: bool
+    settled: int
+
+
+def purchases_record_batch(*, items: list[dict], now: dt.datetime, bound_store_id: int | None = None,
+                           partner_account: Account | None = None, staff_user: AbstractBaseUser | None = None,
+                           refused: Collection[int] = ()) -> list[BatchResult]:
+    """Record up to 1,000 purchases (each the body of ``POST /purchases``: ``member`` ref, ``store`` code,
+    ``external_id``, ``occurred_at``, ``total``, ``lines``, ``channel``, ``promo_codes``), one result per item.
+
+    An item whose store and external id were recorded before is a ``duplicate`` carrying the original; a bad
+    item is an ``error`` and does not stop the others. ``bound_store_id``: the API key's store binding.
+    ``refused``: indexes of items the caller already refused (its own input checks); they are skipped but
+    still count as appearances of their order. A refusal of one item is that item's result only.
+    """
+    if not isinstance(items, list) or not 1 <= len(items) <= MAX_ITEMS:
+        raise InvalidInput(_("purchases: give a list of 1 to {limit} purchases."), field="purchases", limit=MAX_ITEMS)
+    for attempt in range(3):
+        try:
+            with transaction.atomic():
+                return _batch(items=items, now=now, bound_store_id=bound_store_id, partner_account=partner_account,
+                              staff_user=staff_user, refused=set(refused))
+        except IntegrityError:
+            # Another transaction recorded one of these orders for a member outside this batch between our
+            # check and our insert (its row lock is not ours). Everything rolled back: look again.
+            if attempt == 2:
+                raise
+    raise AssertionError("unreachable")
+
+
+def _batch(*, items, now, bound_store_id, partner_account, staff_user, refused) -> list[BatchResult]:
+    work = [_Item(index=i, raw=raw if isinstance(raw, dict) else {},
+                  result=BatchResult(index=i, external_id=str(raw.get("external_id", "")) if isinstance(raw, dict) else ""))
+            for i, raw in enumerate(items)]
+    program = program_settings_get()
+    live: list[_Item] = []
+    repeats: set[tuple[str, str]] = set()
+    for item in work:
+        if not item.raw:
+            _fail(item, InvalidInput(_("Each purchase is an object."), field="purchases"))
+            continue
+        order = (str(item.raw.get("store", "")).strip(), str(item.raw.get("external_id", "")).strip())
+        if order in repeats:  # each order once per batch, whatever became of its first appearance
+            _fail(item, DuplicateInBatch(external_id=order[1]))
+            continue
+        repeats.add(order)
+        if item.index in refused:
+            _fail(item, InvalidInput(field="purchases"))
+            continue
+        try:
+            _clean(item, now=now)
+        except LoyaltyError as exc:
+            _fail(item, exc)
+            continue
+        item.result.external_id = item.external_id
+        live.append(item)
+
+    # Stores (one query), binding, repeats inside the batch.
+    codes = {str(item.raw["store"]).strip() for item in live}
+    stores = {s.code: s for s in Store.objects.filter(code__in=codes, is_active=True)} if codes else {}
+    placed: list[_Item] = []
+    for item in live:
+        item.store = stores.get(str(item.raw["store"]).strip())
+        if item.store is None:
+            _fail(item, StoreNotFound())
+        elif bound_store_id and item.store.pk != bound_store_id:
+            _fail(item, StoreNotAllowed())
+        else:
+            item.key = idempotency_key_check(f"purchase:{item.store.code}:{item.external_id}")
+            placed.append(item)
+
+    # Already recorded (by an earlier batch, POST /purchases or the till): one query.
+    existing = {}
+    if placed:
+        query = Q()
+        for store_id in {item.store.pk for item in placed}:
+            query |= Q(store_id=store_id, external_id__in=[i.external_id for i in placed if i.store.pk == store_id])
+        existing = {(p.store_id, p.external_id): p for p in Purchase.objects.filter(query).select_related("store")}
+    fresh: list[_Item] = []
+    duplicates: list[_Item] = []
+    for item in placed:
+        original = existing.get((item.store.pk, item.external_id))
+        if original is not None:
+            original.tier_change = None
+            item.result.status, item.result.purchase = DUPLICATE, original
+            duplicates.append(item)
+        else:
+            fresh.append(item)
+
+    if fresh:
+        _members_resolve(fresh)
+        fresh = [item for item in fresh if item.member is not None]
+    locked = _lock(fresh)
+    statuses = dict(Member.objects.filter(pk__in={i.member.pk for i in fresh}).values_list("pk", "status")) if fresh else {}
+    ready: list[_Item] = []
+    for item in fresh:
+        accounts = locked.get(item.member.pk, {})
+        status = statuses.get(item.member.pk)
+        if AccountKind.MEMBER_POINTS not in accounts or status is None:
+            _fail(item, MemberNotFound())
+        elif status == MemberStatus.FROZEN:
+            _fail(item, MemberFrozen())
+        elif status == MemberStatus.CLOSED:
+            _fail(item, MemberClosed())
+        else:
+            ready.append(item)
+
+    if ready:
+        _record(ready, locked=locked, program=program, now=now, partner_account=partner_account, staff_user=staff_user)
+    if duplicates:
+        balances = {mid: credits - debits for mid, credits, debits in Account.objects.filter(
+            member_id__in={i.result.purchase.member_id for i in duplicates}, kind=AccountKind.MEMBER_POINTS,
+        ).values_list("member_id", "credits_posted", "debits_posted")}
+        allow_negative = program.negative_balance_policy == NegativeBalancePolicy.ALLOW_NEGATIVE
+        for item in duplicates:
+            net = balances.get(item.result.purchase.member_id, 0)
+            item.result.points_balance = net if allow_negative else max(0, net)
+    return [item.result for item in work]
+
+
+def _lock(items: list[_Item]) -> dict[int, dict[str, Account]]:
+    """Lock every involved member's points accounts in one statement, in primary-key order (``loyalty.locks``)."""
+    if not items:
+        return {}
+    rows = Account.objects.select_for_update().filter(
+        member_id__in={i.member.pk for i in items}, kind__in=POINTS_KINDS).order_by("pk")
+    locked: dict[int, dict[str, Account]] = defaultdict(dict)
+    for account in rows:
+        locked[account.member_id][account.kind] = account
+    return locked
+
+
+def _record(items: list[_Item], *, locked, program, now, partner_account, staff_user) -> None:
+    tz = program.tz
+    config = _Config(program=program, times=[i.occurred_at for i in items])
+    tiers, policy = config.tiers, config.policy
+    member_ids = {i.member.pk for i in items}
+    states = {s.member_id: s.tier for s in MemberTier.objects.filter(member_id__in=member_ids).select_related("tier")}
+    entry = tiers[0] if tiers else None
+    current = {mid: states.get(mid, entry) for mid in member_ids}
+    compiled = {id(item): config.rules_at(item.occurred_at) for item in items}
+
+    has_purchase: set[int] = set()
+    if any(c.needs_first_purchase for _rs, c in compiled.values()):
+        has_purchase = set(Purchase.objects.filter(member_id__in=member_ids).values_list("member_id", flat=True).distinct())
+    usage_rows: dict[int, list[tuple[dt.datetime, int]]] = defaultdict(list)
+    capped = [item for item in items if compiled[id(item)][1].has_member_caps]
+    if capped:
+        windows = [_cap_windows(i.occurred_at, tz) for i in capped]
+        start, end = min(min(w[1], w[2]) for w in windows), max(w[3] for w in windows)
+        for mid, at, points in Purchase.objects.filter(
+                member_id__in={i.member.pk for i in capped}, occurred_at__gte=start, occurred_at__lt=end,
+        ).values_list("member_id", "occurred_at", "points_earned"):
+            usage_rows[mid].append((at, points))
+
+    # Work out every item with the pure engine, in batch order (each member sees its own earlier items).
+    evaluated: dict[int, tuple] = {}
+    facts_cache: dict[tuple, MemberFacts] = {}
+    for item in items:
+        mid = item.member.pk
+        rule_set, rules = compiled[id(item)]
+        tier = current[mid]
+        first = rules.needs_first_purchase and mid not in has_purchase
+        fkey = (mid, id(rules), first)
+        facts = facts_cache.get(fkey)
+        if facts is None:
+            member = item.member
+            facts = facts_cache[fkey] = MemberFacts(
+                tier_code=tier.code if tier else "", tier_name=tier.name if tier else "",
+                tier_multiplier=Decimal(tier.earn_multiplier) if tier else Decimal(1), birthday=member.birthday,
+                joined_on=member.joined_at.astimezone(tz).date() if member.joined_at else None, is_first_purchase=first)
+        usage = None
+        if rules.has_member_caps:
+            day, week, month, end = _cap_windows(item.occurred_at, tz)
+            rows = usage_rows[mid]
+            usage = CapUsage(day=sum(p for at, p in rows if day <= at < end),
+                             week=sum(p for at, p in rows if week <= at < end),
+                             month=sum(p for at, p in rows if month <= at < end))
+        basket = Basket(total=item.total, lines=tuple(item.lines), occurred_at=item.occurred_at,
+                        store_code=item.store.code, channel=item.channel, paid_with_points=ZERO_MONEY,
+                        coupon_discount=ZERO_MONEY, stored_value_paid=ZERO_MONEY,
+                        promo_codes=frozenset(item.promo_codes))
+        earn = earn_evaluate(rules=rules, basket=basket, member=facts, usage=usage)
+        evaluated[id(item)] = (rule_set, earn)
+        has_purchase.add(mid)
+        usage_rows[mid].append((item.occurred_at, earn.points))
+
+    fallback = _may_upgrade(items, evaluated=evaluated, current=current, tiers=tiers, policy=policy, tz=tz)
+
+    # Write the common path in bulk.
+    issuance = partner_account or system_account(SystemAccount.ISSUANCE)
+    pending_days = program.pending_days
+    allow_negative = program.negative_balance_policy == NegativeBalancePolicy.ALLOW_NEGATIVE
+    points_balance = {mid: a[AccountKind.MEMBER_POINTS].balance for mid, a in locked.items()}
+    plans: list[_Plan] = []
+    paid_value = program.points_to_money(0)
+    for item in items:
+        mid = item.member.pk
+        if mid in fallback:
+            continue
+        rule_set, earn = evaluated[id(item)]
+        purchase = Purchase(
+            member=item.member, store=item.store, external_id=item.external_id, channel=item.channel,
+            occurred_at=item.occurred_at, total=item.total,
+            lines=[{**line.__dict__, "amount": str(line.amount), "refunded_quantity": 0} for line in item.lines],
+            points_paid=0, points_paid_value=paid_value, coupon_discount=ZERO_MONEY, stored_value_paid=ZERO_MONEY,
+            promo_codes=item.promo_codes, tier=current[mid], rule_set=rule_set, points_earned=earn.points,
+            earn_breakdown=earn.breakdown, idempotency_key=item.key, fingerprint=_fingerprint(item),
+            staff_user=staff_user,
+        )
+        purchase.tier_change = None
+        pending = bool(pending_days)
+        settled = 0
+        if earn.points and not pending:
+            settled = min(earn.points, max(0, -points_balance[mid]))
+            points_balance[mid] += earn.points
+        plans.append(_Plan(item=item, purchase=purchase, rule_set=rule_set, points=earn.points,
+                           breakdown=earn.breakdown, pending=pending, settled=settled))
+        net = points_balance[mid]
+        item.result.points_balance = net if allow_negative else max(0, net)
+        item.result.status, item.result.purchase = CREATED, purchase
+    if plans:
+        _write(plans, locked=locked, issuance=issuance, program=program, staff_user=staff_user)
+
+    # Members the batch may lift to a higher tier: one purchase at a time, in order, inside this batch.
+    for item in items:
+        if item.member.pk not in fallback:
+            continue
+        try:
+            purchase = purchase_record(
+                member=item.member, store=item.store, external_id=item.external_id, occurred_at=item.occurred_at,
+                total=item.total, lines=[dict(line.__dict__) for line in item.lines] if item.raw.get("lines") else None,
+                channel=item.channel, promo_codes=item.promo_codes, idempotency_key=item.key, now=now,
+                staff_user=staff_user, partner_account=partner_account)
+        except LoyaltyError as exc:
+            _fail(item, exc)
+            continue
+        net = Account.objects.filter(member=item.member, kind=AccountKind.MEMBER_POINTS).values_list(
+            "credits_posted", "debits_posted").first()
+        net = net[0] - net[1] if net else 0
+        item.result.points_balance = net if allow_negative else max(0, net)
+        item.result.status, item.result.purchase = CREATED, purchase
+
+
+def _fingerprint(item: _Item) -> str:
+    """The fingerprint ``purchase_record`` stores for the same request (a later retry there replays)."""
+    return fingerprint({
+        "member": item.member.pk, "store": item.store.pk, "external_id": item.external_id,
+        "occurred_at": item.occurred_at.astimezone(dt.UTC).isoformat(), "total": item.total,
+        "lines": [line.__dict__ for line in item.lines], "channel": item.channel, "points_to_pay": 0,
+        "coupon_discount": ZERO_MONEY, "stored_value_paid": ZERO_MONEY, "promo_codes": item.promo_codes,
+    })
+
+
+def _may_upgrade(items, *, evaluated, current, tiers, policy, tz) -> set[int]:
+    """Members whom some item of the batch could take over a higher tier's threshold (``purchase_record``
+    would upgrade them mid-batch). Decided on an upper bound: all their qualifying figures over the widest
+    window any of their items looks at, plus all their batch items; below every higher threshold, no item
+    can upgrade them."""
+    if not tiers or policy.window == TierWindow.CONSECUTIVE_MONTHS:
+        return set()
+    top = tiers[-1].rank
+    candidates = {i.member.pk for i in items if current[i.member.pk] is None or current[i.member.pk].rank != top}
+    if not candidates:
+        return set()
+    mine = [i for i in items if i.member.pk in candidates]
+    start = min(window_start(policy=policy, at=i.occurred_at, tz=tz) for i in mine)
+    end = max(i.occurred_at for i in mine)
+    figures = qualifying_figures(member_ids=list(candidates), start=start, end=end)
+    spend = {mid: figures.get(mid, (Decimal(0), 0))[0] for mid in candidates}
+    points = {mid: figures.get(mid, (Decimal(0), 0))[1] for mid in candidates}
+    for item in mine:
+        spend[item.member.pk] += item.total
+        points[item.member.pk] += evaluated[id(item)][1].points
+    out = set()
+    for mid in candidates:
+        target = tier_for_figures(tiers, spend=spend[mid], points=points[mid])
+        if target is not None and (current[mid] is None or target.rank > current[mid].rank):
+            out.add(mid)
+    return out
+
+
+def _write(plans: list[_Plan], *, locked, issuance: Account, program, staff_user) -> None:
+    """Purchases, EARN transfers, lots, balances and events: one statement each."""
+    stamp = timezone.now()
+    # Insert in (store, external id) order: two batches racing on the same orders wait for each other in one order.
+    plans.sort(key=lambda p: (p.item.store.pk, p.item.external_id))
+    Purchase.objects.bulk_create([p.purchase for p in plans])
+    plans.sort(key=lambda p: p.item.index)
+    earning = [p for p in plans if p.points]
+    transfers, bumps = [], defaultdict(int)
+    for p in earning:
+        accounts = locked[p.item.member.pk]
+        target = accounts[AccountKind.MEMBER_PENDING if p.pending else AccountKind.MEMBER_POINTS]
+        breakdown = dict(p.breakdown)
+        if p.settled:
+            breakdown["debt_settled"] = p.settled
+        transfers.append(Transfer(
+            debit_account=issuance, credit_account=target, amount=p.points, unit=issuance.unit, code=TransferCode.EARN,
+            occurred_at=p.item.occurred_at, idempotency_key=f"{p.item.key}:earn", source=TransferSource.PURCHASE,
+            member=p.item.member, breakdown=breakdown, purchase=p.purchase, staff_user=staff_user,
+        ))
+        bumps[target.pk] += p.points
+    Transfer.objects.bulk_create(transfers)
+    lots = []
+    for p, transfer in zip(earning, transfers, strict=True):
+        available_at = p.item.occurred_at + dt.timedelta(days=program.pending_days) if program.pending_days else None
+        lots.append(Lot(
+            account=transfer.credit_account, transfer=transfer, amount=p.points, remaining=p.points - p.settled,
+            earned_at=p.item.occurred_at, expires_at=program.expires_at_for(p.item.occurred_at), pending=p.pending,
+            available_at=available_at if p.pending else p.item.occurred_at,
+        ))
+    Lot.objects.bulk_create(lots)
+    if not issuance.is_system:  # never: issuance and partner accounts are system accounts (no hot row)
+        raise AssertionError("points are issued from a system account")
+    if bumps:
+        _credits_bump(bumps, stamp=stamp)
+        by_pk = {a.pk: a for accounts in locked.values() for a in accounts.values()}
+        for pk, amount in bumps.items():
+            by_pk[pk].credits_posted += amount
+    pending_flag = bool(program.pending_days)
+    Event.objects.bulk_create([
+        Event(type=EventType.POINTS_EARNED, member_id=p.item.member.pk, occurred_at=p.item.occurred_at, payload={
+            "purchase": p.purchase.pk, "store": p.item.store.code, "external_id": p.item.external_id,
+            "points": p.points, "pending": pending_flag})
+        for p in earning])
+
+
+def _credits_bump(bumps: dict[int, int], *, stamp: dt.datetime) -> None:
+    """``credits_posted += amount`` for many locked accounts in one UPDATE … FROM (VALUES …)."""
+    table = connection.ops.quote_name(Account._meta.db_table)
+    values = ", ".join(["(CAST(%s AS bigint), CAST(%s AS bigint))"] * len(bumps))
+    params: list[Any] = [x for pk, amount in bumps.items() for x in (pk, amount)]
+    sql = (f"UPDATE {table} SET credits_posted = {table}.credits_posted + v.amount, updated_at = %s "
+           f"FROM (VALUES {values}) AS v(id, amount) WHERE {table}.id = v.id")
+    if connection.vendor == "sqlite":  # SQLite names VALUES columns column1, column2
+        sql = (f"UPDATE {table} SET credits_posted = {table}.credits_posted + v.column2, updated_at = %s "
+               f"FROM (VALUES {values}) AS v WHERE {table}.id = v.column1")
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [connection.ops.adapt_datetimefield_value(stamp), *params])
