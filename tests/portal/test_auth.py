@@ -2,6 +2,7 @@
 
 import datetime as dt
 import re
+from collections import Counter
 
 import pytest
 from django.core.cache import cache
@@ -9,9 +10,11 @@ from django.test import Client
 from django.utils import timezone
 
 from loyalty.services import member_enrol
-from members.models import MemberLogin, MemberStatus, OneTimeCode
+from members.models import MemberLogin, MemberStatus, OneTimeCode, OneTimeCodePurpose
 from members.portal import SESSION_MEMBER
+from members.services import one_time_code_send, one_time_code_use, portal_sign_in
 from members.sms import MemoryBackend
+from tests.conftest import requires_postgres
 from tests.portal.conftest import PORTAL_PASSWORD, client_for
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("audit_clean")]
@@ -362,3 +365,53 @@ class TestReset:
         request_code(client, PHONE, flow="reset", capture=django_capture_on_commit_callbacks)
         confirm(client, last_code(), flow="reset")
         assert login_row(portal_member).locked_until is None
+
+
+# ---- concurrency (PostgreSQL: real row locks) ----
+
+
+@requires_postgres
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_wrong_passwords_each_count(portal_member):
+    from tests.loyalty.test_concurrency import run_concurrently
+
+    results = run_concurrently(12, lambda i: portal_sign_in(phone=PHONE, password=f"wrong-{i}", now=timezone.now()))
+    kinds = Counter(type(r).__name__ for r in results)
+    assert kinds == {"SignInFailed": 4, "LoginLocked": 8}, results
+    assert login_row(portal_member).locked_until is not None
+
+
+@requires_postgres
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_wrong_codes_each_count(new_member):
+    from tests.loyalty.test_concurrency import run_concurrently
+
+    sent = one_time_code_send(phone=new_member.phone, purpose=OneTimeCodePurpose.ACTIVATE, now=timezone.now())
+    wrong = f"{(int(sent.code) + 1) % 10**6:06d}"
+    results = run_concurrently(12, lambda i: one_time_code_use(
+        phone=new_member.phone, purpose=OneTimeCodePurpose.ACTIVATE, code=wrong, password=NEW_PASSWORD,
+        now=timezone.now()))
+    kinds = Counter(type(r).__name__ for r in results)
+    assert kinds == {"CodeWrong": 4, "CodeDead": 8}, results
+    assert OneTimeCode.objects.get(member=new_member).attempts == 5
+    assert not MemberLogin.objects.filter(pk=new_member.pk).exists()
+
+
+def test_code_message_is_written_in_the_member_language(new_member, monkeypatch, django_capture_on_commit_callbacks):
+    from django.utils import translation
+
+    import members.services
+
+    languages = []
+    real = members.services._
+
+    def spy(message):
+        languages.append(translation.get_language())
+        return real(message)
+
+    monkeypatch.setattr(members.services, "_", spy)
+    new_member.language = "zh-hans"
+    new_member.save(update_fields=["language"])
+    with django_capture_on_commit_callbacks(execute=True), translation.override("en"):
+        one_time_code_send(phone=new_member.phone, purpose=OneTimeCodePurpose.ACTIVATE, now=timezone.now())
+    assert languages == ["zh-hans"] and len(MemoryBackend.outbox) == 1
