@@ -56,6 +56,14 @@ class MemberChangeForm(MemberFieldsMixin, forms.ModelForm):
 # ---- MEMBER PORTAL ----
 # These forms only parse and check the shape of input; the services in members/services.py decide.
 
+
+class PortalForm(forms.Form):
+    """Labels without a trailing colon (the portal's style)."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("label_suffix", "")
+        super().__init__(*args, **kwargs)
+
 class PortalPhoneField(forms.CharField):
     def __init__(self, **kwargs):
         kwargs.setdefault("label", _("Phone number"))
@@ -64,7 +72,7 @@ class PortalPhoneField(forms.CharField):
         self.widget.attrs.update({"autocomplete": "tel", "inputmode": "tel"})
 
 
-class PortalSignInForm(forms.Form):
+class PortalSignInForm(PortalForm):
     phone = PortalPhoneField()
     password = forms.CharField(
         label=_("Password"), max_length=128, strip=False,
@@ -75,7 +83,7 @@ class PortalSignInForm(forms.Form):
     next = forms.CharField(required=False, max_length=2000, widget=forms.HiddenInput)
 
 
-class PortalPhoneForm(forms.Form):
+class PortalPhoneForm(PortalForm):
     phone = PortalPhoneField(help_text=_("The number you gave when you joined."))
 
 
@@ -95,7 +103,7 @@ def _new_password_field(label):
                            widget=forms.PasswordInput(attrs={"autocomplete": "new-password"}))
 
 
-class PortalCodeForm(NewPasswordMixin, forms.Form):
+class PortalCodeForm(NewPasswordMixin, PortalForm):
     code = forms.CharField(
         label=_("Code from the message"), max_length=12,
         widget=forms.TextInput(attrs={"autocomplete": "one-time-code", "inputmode": "numeric", "pattern": "[0-9 ]*"}),
@@ -110,7 +118,7 @@ class PortalCodeForm(NewPasswordMixin, forms.Form):
         return code
 
 
-class PortalPasswordChangeForm(NewPasswordMixin, forms.Form):
+class PortalPasswordChangeForm(NewPasswordMixin, PortalForm):
     current_password = forms.CharField(
         label=_("Current password"), max_length=128, strip=False,
         widget=forms.PasswordInput(attrs={"autocomplete": "current-password"}),
@@ -119,7 +127,7 @@ class PortalPasswordChangeForm(NewPasswordMixin, forms.Form):
     new_password_again = _new_password_field(_("New password again"))
 
 
-class PortalProfileForm(forms.Form):
+class PortalProfileForm(PortalForm):
     name = forms.CharField(label=_("Name"), max_length=100)
     email = forms.EmailField(label=_("Email"), required=False, max_length=254,
                              widget=forms.EmailInput(attrs={"autocomplete": "email"}))
@@ -155,7 +163,7 @@ class PortalProfileForm(forms.Form):
         return birthday
 
 
-class PortalCloseForm(forms.Form):
+class PortalCloseForm(PortalForm):
     password = forms.CharField(
         label=_("Your password"), max_length=128, strip=False,
         widget=forms.PasswordInput(attrs={"autocomplete": "current-password"}),

@@ -136,7 +136,11 @@ def sign_out_everywhere(request: HttpRequest) -> HttpResponse:
 def code_request(request: HttpRequest, purpose: str) -> HttpResponse:
     """Step 1: a phone number; a code goes to it if it is registered (the page never says whether)."""
     if request.method == "POST":
-        form = PortalPhoneForm(request.POST)
+        state = request.session.get(SESSION_CODE) or {}
+        if request.POST.get("resend") and state.get("purpose") == purpose:  # "send a new code" on the code page
+            form = PortalPhoneForm({"phone": state["phone"]})
+        else:
+            form = PortalPhoneForm(request.POST)
         if form.is_valid():
             try:
                 sent = one_time_code_send(phone=form.cleaned_data["phone"], purpose=purpose, now=timezone.now(),
@@ -182,7 +186,7 @@ def code_confirm(request: HttpRequest, purpose: str) -> HttpResponse:
     else:
         form = PortalCodeForm()
     context = {"form": form, "purpose": purpose, "flow": FLOWS[purpose], "phone_masked": phone_mask(state["phone"]),
-               "phone": state["phone"], "demo_code": state.get("demo", "") if settings.DEBUG else ""}
+               "demo_code": state.get("demo", "") if settings.DEBUG else ""}
     return render(request, "members/portal/code_confirm.html", context)
 
 

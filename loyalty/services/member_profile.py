@@ -2,6 +2,7 @@
 Phone, member number and status have their own procedures and are not changed here."""
 
 import datetime as dt
+from decimal import Decimal
 
 from django.db import transaction
 from django.db.models import Sum
@@ -86,8 +87,6 @@ def member_close(*, member: Member, now: dt.datetime) -> Member:
         account__member=member, account__kind=AccountKind.MEMBER_WALLET_BONUS, remaining__gt=0, expires_at__lte=now,
     ).aggregate(s=Sum("remaining"))["s"] or 0
     if stored - overdue_bonus != 0:
-        from decimal import Decimal
-
         amount = Decimal(stored - overdue_bonus) / 100
         raise StoredValueNotEmpty(amount=f"{formats.number_format(amount, 2)} {program_settings_get().currency}")
     pending = locked.get(AccountKind.MEMBER_PENDING)

@@ -415,3 +415,15 @@ def test_code_message_is_written_in_the_member_language(new_member, monkeypatch,
     with django_capture_on_commit_callbacks(execute=True), translation.override("en"):
         one_time_code_send(phone=new_member.phone, purpose=OneTimeCodePurpose.ACTIVATE, now=timezone.now())
     assert languages == ["zh-hans"] and len(MemoryBackend.outbox) == 1
+
+
+def test_send_a_new_code_uses_the_number_of_this_flow(client, new_member, django_capture_on_commit_callbacks):
+    request_code(client, new_member.phone, capture=django_capture_on_commit_callbacks)
+    page = text(client.get("/portal/activate/code/"))
+    assert 'name="resend"' in page and new_member.phone not in page  # the full number is not echoed
+    cache.delete(f"portal:codes:cooldown:{new_member.phone}")
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client.post("/portal/activate/", {"resend": "1", "phone": "+8613911112222"})  # tampered
+    assert response["Location"] == "/portal/activate/code/"
+    assert [phone for phone, _text in MemoryBackend.outbox] == [new_member.phone, new_member.phone]
+    assert OneTimeCode.objects.filter(member=new_member).count() == 2
