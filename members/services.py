@@ -298,7 +298,7 @@ def one_time_code_send(*, phone: str, purpose: str, now: dt.datetime, ip: str = 
     try:
         phone = phone_normalise(phone=phone)
     except ValidationError as exc:
-        raise InvalidInput(exc.messages[0], field="phone") from None
+        raise InvalidInput(_literal(exc.messages[0]), field="phone") from None
     if ip and rate_limit_hit(key=f"portal:codes:ip:{ip}", limit=_setting("PORTAL_CODES_PER_IP_PER_HOUR"),
                              window_seconds=3600):
         raise TooManyRequests()
@@ -326,9 +326,20 @@ def one_time_code_send(*, phone: str, purpose: str, now: dt.datetime, ip: str = 
 
 
 def sms_send_safe(*, phone: str, text: str) -> None:
+    """Send after commit; a failing provider is logged, never shown (the page says the same either way)."""
+    import logging
+
     from members.sms import sms_send
 
-    sms_send(phone=phone, text=text)
+    try:
+        sms_send(phone=phone, text=text)
+    except Exception:
+        logging.getLogger("members.sms").exception("SMS to %s could not be sent", phone)
+
+
+def _literal(message: str) -> str:
+    """A message (which may quote user input) used as a ``LoyaltyError`` template: braces kept as text."""
+    return message.replace("{", "{{").replace("}", "}}")
 
 
 def password_check_strength(*, password: str, member: Member | None = None) -> None:
@@ -336,7 +347,7 @@ def password_check_strength(*, password: str, member: Member | None = None) -> N
     try:
         validate_password(password, user=None)
     except ValidationError as exc:
-        raise InvalidInput(" ".join(exc.messages), field="password") from None
+        raise InvalidInput(_literal(" ".join(exc.messages)), field="password") from None
 
 
 def one_time_code_use(*, phone: str, purpose: str, code: str, password: str, now: dt.datetime) -> MemberLogin:

@@ -427,3 +427,23 @@ def test_send_a_new_code_uses_the_number_of_this_flow(client, new_member, django
     assert response["Location"] == "/portal/activate/code/"
     assert [phone for phone, _text in MemoryBackend.outbox] == [new_member.phone, new_member.phone]
     assert OneTimeCode.objects.filter(member=new_member).count() == 2
+
+
+@pytest.mark.parametrize("phone", ["{abc}", "{0}", "1{}2"])
+def test_braces_in_a_phone_are_just_text(client, db, phone):
+    response = request_code(client, phone)
+    assert response.status_code == 200 and "phone number" in text(response)
+    assert FAILED in text(sign_in(client, phone=phone))
+
+
+def test_a_failing_sms_provider_is_logged_not_shown(client, new_member, settings, caplog,
+                                                  django_capture_on_commit_callbacks):
+    settings.PORTAL_SMS_BACKEND = "tests.portal.test_auth.BrokenBackend"
+    response = request_code(client, new_member.phone, capture=django_capture_on_commit_callbacks)
+    assert response["Location"] == "/portal/activate/code/"
+    assert "could not be sent" in caplog.text
+
+
+class BrokenBackend:
+    def send(self, *, phone, text):
+        raise ConnectionError("provider down")
