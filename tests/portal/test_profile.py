@@ -251,3 +251,22 @@ class TestClose:
         assert debt > 0
         member_close(member=portal_member, now=timezone.now())
         assert member_points_summary(member=portal_member, now=timezone.now()).debt == debt
+
+
+@pytest.mark.parametrize("url", ["/portal/me/", "/portal/me/password/", "/portal/me/close/"])
+def test_pages_are_small_and_labelled(portal_client, url):
+    response = portal_client.get(url)
+    html = text(response)
+    assert response.status_code == 200 and len(response.content) < 100_000
+    assert '<html lang="en">' in html and html.count("<h1>") == 1
+    inputs = re.findall(r'<input[^>]*type="(?:text|email|password|date|checkbox)"[^>]*id="([^"]+)"', html)
+    assert inputs and all(f'for="{i}"' in html for i in inputs)  # every input has its label
+
+
+@pytest.mark.parametrize("url", ["/portal/sign-in/", "/portal/activate/", "/portal/reset/"])
+def test_public_pages_are_small_and_labelled(client, db, url):
+    response = client.get(url)
+    html = text(response)
+    assert response.status_code == 200 and len(response.content) < 100_000
+    inputs = re.findall(r'<input[^>]*type="(?:text|password|checkbox)"[^>]*id="([^"]+)"', html)
+    assert inputs and all(f'for="{i}"' in html for i in inputs)
