@@ -3,10 +3,12 @@ cancelling; other members' ids are 404; bad input changes nothing."""
 
 import datetime as dt
 import re
+import threading
 from decimal import Decimal
 
 import pytest
 from django.core import signing
+from django.db import connection
 from django.urls import reverse
 from django.utils import timezone
 
@@ -16,6 +18,8 @@ from members.models import MemberStatus
 from rewards.forms import TOKEN_SALT
 from rewards.models import Coupon, LimitPeriod, Redemption, RedemptionStatus, Reward, RewardKind
 from rewards.services.catalogue import redemption_create
+from tests.conftest import requires_postgres
+from tests.portal.conftest import client_for
 from tests.rewards.factories import CouponTemplateFactory
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("audit_clean")]
@@ -193,6 +197,17 @@ class TestRedeem:
         coupon = Coupon.objects.get(member=portal_member)
         assert reverse("portal:coupon", args=[coupon.pk]) in response.content.decode()
 
+    def test_a_stored_value_reward_is_fulfilled_at_once_and_links_to_the_wallet(self, portal_client, portal_member):
+        give(portal_member, 300)
+        reward = reward_make(kind=RewardKind.STORED_VALUE, stored_value=Decimal("25.00"), points_cost=100)
+        token = token_from(portal_client.get(reverse("portal:reward", args=[reward.pk])).content.decode())
+
+        html = portal_client.post(reverse("portal:reward", args=[reward.pk]), {"token": token}, follow=True
+                                  ).content.decode()
+
+        assert "Fulfilled" in html and "¥25.00 was added to your wallet" in html
+        assert reverse("portal:wallet") in html and "Pickup code" not in html
+
     @pytest.mark.parametrize("case", ["missing", "tampered", "other_reward", "other_member", "other_purpose"])
     def test_a_bad_token_is_refused_and_changes_nothing(self, case, portal_client, portal_member, other_member):
         give(portal_member, 300)
@@ -362,3 +377,34 @@ class TestRedemptions:
 
         assert response.status_code == 422 and "cannot be changed" in response.content.decode()
         assert rows() == before
+
+
+@requires_postgres
+@pytest.mark.django_db(transaction=True)
+def test_two_simultaneous_posts_of_one_token_redeem_once(portal_member):
+    """A real double tap: two requests with the same token at the same moment, in two connections."""
+    give(portal_member, 300)
+    reward = reward_make(points_cost=120, stock=5)
+    first, second = client_for(portal_member), client_for(portal_member)
+    token = token_from(first.get(reverse("portal:reward", args=[reward.pk])).content.decode())
+    barrier = threading.Barrier(2)
+    responses = []
+
+    def post(client):
+        try:
+            barrier.wait(timeout=10)
+            responses.append(client.post(reverse("portal:reward", args=[reward.pk]), {"token": token}))
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=post, args=(c,)) for c in (first, second)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=30)
+
+    redemption = Redemption.objects.get()
+    assert [r.status_code for r in responses] == [302, 302]
+    assert {r["Location"] for r in responses} == {reverse("portal:redemption", args=[redemption.pk])}
+    assert Reward.objects.get(pk=reward.pk).stock == 4
+    assert Account.objects.get(member=portal_member, kind="MEMBER_POINTS").balance == 180
