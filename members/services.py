@@ -502,12 +502,30 @@ def portal_profile_update(*, member: Member, now: dt.datetime, name=UNSET, email
     return member
 
 
+class RedemptionsWaiting(LoyaltyError):
+    code = "redemptions_waiting"
+    default_message = gettext_lazy("{count} reward(s) are waiting for pickup. Collect them, or ask at the counter "
+                                   "to cancel them, before closing the account.")
+
+
+@transaction.atomic
 def portal_account_close(*, login: MemberLogin, password: str, now: dt.datetime) -> Member:
-    """Close the member's account after checking their password (see ``member_close``)."""
+    """Close the member's account after checking their password (see ``member_close``).
+
+    Also refused while rewards wait for pickup (their points are spent; staff hand them over or cancel
+    them). The member's unused coupons are voided in the same transaction, so no one can use them later.
+    """
     from loyalty.services.member_profile import member_close
+    from rewards.models import Coupon, CouponStatus, Redemption, RedemptionStatus
 
     portal_password_verify(login=login, password=password)
-    return member_close(member=login.member, now=now)
+    member = login.member
+    waiting = Redemption.objects.filter(member=member, status=RedemptionStatus.PENDING).count()
+    if waiting:
+        raise RedemptionsWaiting(count=waiting)
+    member = member_close(member=member, now=now)
+    Coupon.objects.filter(member=member, status=CouponStatus.ISSUED).update(status=CouponStatus.VOID, updated_at=now)
+    return member
 
 
 @transaction.atomic

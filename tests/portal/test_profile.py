@@ -270,3 +270,27 @@ def test_public_pages_are_small_and_labelled(client, db, url):
     assert response.status_code == 200 and len(response.content) < 100_000
     inputs = re.findall(r'<input[^>]*type="(?:text|password|checkbox)"[^>]*id="([^"]+)"', html)
     assert inputs and all(f'for="{i}"' in html for i in inputs)
+
+
+class TestCloseRewards:
+    def test_unused_coupons_are_voided(self, portal_client, portal_member):
+        from rewards.models import Coupon, CouponStatus
+        from tests.rewards.factories import coupon_make
+
+        coupon = coupon_make(member=portal_member)
+        assert TestClose().post(portal_client)["Location"] == "/portal/sign-in/"
+        coupon.refresh_from_db()
+        assert coupon.status == CouponStatus.VOID
+        assert not Coupon.objects.filter(member=portal_member, status=CouponStatus.ISSUED).exists()
+
+    def test_rewards_waiting_for_pickup_must_be_collected_first(self, portal_client, portal_member, staff):
+        from rewards.models import Reward
+        from rewards.services.catalogue import redemption_create
+
+        give_points(portal_member, staff, 500)
+        reward = Reward.objects.create(name="Mug", points_cost=200)
+        redemption_create(member=portal_member, reward_id=reward.pk, now=timezone.now(), idempotency_key="r1")
+        before, transfers = snapshot(portal_member), Transfer.objects.count()
+        response = TestClose().post(portal_client)
+        assert "waiting for pickup" in text(response)
+        assert snapshot(portal_member) == before and Transfer.objects.count() == transfers
