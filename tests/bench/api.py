@@ -388,7 +388,7 @@ def run(ctx) -> str:
     ctx.log("programme: 10 stores, 4 tiers, a published rule set of 11 modifiers with a daily cap …")
     made = programme()
     t0 = time.perf_counter()
-    ids = members_bulk_create(count=n_members)
+    ids = members_bulk_create(count=n_members, log=ctx.log)
     ctx.log(f"{n_members:,} members with their accounts in {time.perf_counter() - t0:.1f} s (bulk COPY)")
     if ids[-1] - ids[0] + 1 != len(ids):
         raise RuntimeError("bulk members are not numbered contiguously")
@@ -533,7 +533,20 @@ def section(*, ctx, api_rows, pg_rows, queries, layout, tried, load_name, n_memb
     ]
     if tried:
         text += ["", "gunicorn layouts tried at " + f"{clients0} clients (the fastest kept): " + "; ".join(tried) + "."]
+    text += ["", f"<details><summary>The {len(queries['statements'])} SQL statements of one API earn</summary>", "",
+             *[f"{n}. `{_statement_head(sql)}`" for n, sql in enumerate(queries["statements"], start=1)],
+             "", "</details>"]
     return "\n".join(text)
+
+
+def _statement_head(sql: str, width: int = 140) -> str:
+    """The start of a statement, one line, without its values (they change on every run)."""
+    sql = re.sub(r"\s+", " ", sql).replace("`", "'")
+    sql = re.sub(r"'(?:[^']|'')*'", "'…'", sql)
+    sql = re.sub(r"\b\d+\b", "N", sql)
+    sql = re.sub(r"^SELECT (?:DISTINCT )?(\"[^()]{40,}?) FROM ", "SELECT … FROM ", sql)  # a long column list
+    sql = re.sub(r"(INSERT INTO \"\w+\" )\([^()]{30,}?\)", r"\1(…)", sql)
+    return sql if len(sql) <= width else sql[:width] + " …"
 
 
 if __name__ == "__main__":  # pragma: no cover

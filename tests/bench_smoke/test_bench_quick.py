@@ -68,3 +68,12 @@ def test_command_line_names_suites_and_options():
     args = parser().parse_args(["api", "rules", "--quick", "--clients", "4,16"])
     assert args.suites == ["api", "rules"] and args.quick and args.clients == "4,16"
     assert set(SUITES) == {"rules", "api", "batch", "portal"}
+
+
+def test_copy_rows_match_the_orm_rows():
+    """PostgreSQL's fast COPY text gives every member the same values as the SQLite/ORM path."""
+    from tests.bench.bulk import _copy_lines, _copy_text, _member_row
+
+    for start in (0, 99_998_000):
+        lines = _copy_lines(start, start + 2000, "TAIL").splitlines()
+        assert lines == ["\t".join(_copy_text(v) for v in _member_row(i)) + "\tTAIL" for i in range(start, start + 2000)]
