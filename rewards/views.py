@@ -24,7 +24,7 @@ from rewards.services.catalogue import redemption_cancel, redemption_create
 from rewards.services.coupons import coupon_qr_svg
 from rewards.services.draws import draw_perform
 from rewards.services.payments import spending_settings_get
-from rewards.services.wallet import wallet_balance, yuan
+from rewards.services.wallet import BONUS_FIRST, wallet_balance, yuan
 
 PAGE_SIZE = 30
 CANCEL_REASON = "Cancelled by the member in the portal"
@@ -146,7 +146,7 @@ def redemption_cancel_view(request: HttpRequest, redemption_id: int) -> HttpResp
 @member_required
 def coupons(request: HttpRequest) -> HttpResponse:
     groups = selectors.coupon_groups_for_member(member=request.member, now=timezone.now())
-    usable = [(v, mark_safe(coupon_qr_svg(coupon=v.coupon))) for v in groups.usable]
+    usable = [(v, mark_safe(selectors.svg_scalable(coupon_qr_svg(coupon=v.coupon)))) for v in groups.usable]
     return render(request, "rewards/portal/coupons.html", {"groups": groups, "usable": usable, **_money_context()})
 
 
@@ -156,7 +156,7 @@ def coupon_detail(request: HttpRequest, coupon_id: int) -> HttpResponse:
     if coupon is None:
         raise Http404
     view = selectors.coupon_views([coupon], now=timezone.now())[0]
-    qr = mark_safe(coupon_qr_svg(coupon=coupon)) if view.state in ("usable", "not_yet") else ""
+    qr = mark_safe(selectors.svg_scalable(coupon_qr_svg(coupon=coupon))) if view.state in ("usable", "not_yet") else ""
     return render(request, "rewards/portal/coupon_detail.html", {"c": view, "qr": qr, **_money_context()})
 
 
@@ -214,6 +214,6 @@ def wallet(request: HttpRequest) -> HttpResponse:
         "balance": wallet_balance(member=request.member, now=now),
         "entries": [(t, selectors.wallet_entry_label(t), yuan(t.amount)) for t in rows], "page_number": number, "has_next": has_next,
         "rules": selectors.wallet_bonus_rules_in_force(now=now), "bonus_expiry_days": spending.wallet_bonus_expiry_days,
-        "bonus_first": spending.wallet_spend_order == "BONUS_FIRST", "currency": program_settings_get().currency,
+        "bonus_first": spending.wallet_spend_order == BONUS_FIRST, "currency": program_settings_get().currency,
         **_money_context(),
     })
