@@ -135,9 +135,14 @@ def test_member_journey_in_english_then_chinese(phone):
     expect(page.locator("h1")).to_have_text("Cinema ticket")
     phone.shot("reward-confirm")
     assert not Redemption.objects.filter(member=member).exists(), "nothing is redeemed before the confirmation"
-    page.click("main form button[type=submit]")
+    form = page.evaluate("Object.fromEntries(new FormData(document.querySelector('main form[method=post]')))")
+    page.click("main form[method=post] button[type=submit]")
     page.wait_for_url(re.compile(r"/portal/redemptions/\d+/$"))
-    redemption = Redemption.objects.get(member=member)
+    # A second tap sends the same form again (same browser session and cookies): still one redemption.
+    again = page.context.request.post(f"{phone.base_url}/portal/rewards/{program.reward.pk}/", form=form,
+                                      headers={"Referer": phone.base_url + "/"}, max_redirects=0)
+    redemption = Redemption.objects.get(member=member)  # one, not two
+    assert (again.status, again.headers.get("location")) == (302, f"/portal/redemptions/{redemption.pk}/")
     expect(page.locator(".code-digits")).to_have_text(redemption.pickup_code)
     expect(page.locator(".qr svg")).to_be_visible()
     phone.shot("redemption-pickup-code")
