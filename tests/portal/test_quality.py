@@ -64,6 +64,7 @@ class Page(HTMLParser):
         self.fields: list[dict] = []
         self.label_for: set[str] = set()
         self.labelled_ids: set[str] = set()
+        self.headings: list[int] = []
         self._in_label = 0
         self.feed(html)
 
@@ -71,6 +72,8 @@ class Page(HTMLParser):
         a = dict(attrs)
         if tag == "html":
             self.lang = a.get("lang")
+        elif re.fullmatch(r"h[1-6]", tag):
+            self.headings.append(int(tag[1]))
         elif tag == "link" and "stylesheet" in (a.get("rel") or "").split():
             self.assets.append(a.get("href") or "")
         elif tag == "script" and a.get("src"):
@@ -114,6 +117,11 @@ def page_problems(name: str, url: str, response, language: str) -> list[str]:
         problems.append(f"{name}: {total:,} bytes of HTML+CSS+JS (limit {MAX_BYTES:,})")
     if unlabelled := page.unlabelled():
         problems.append(f"{name}: fields without a label: {', '.join(unlabelled)}")
+    levels = page.headings
+    skipped = [f"h{a}→h{b}" for a, b in zip(levels, levels[1:], strict=False) if b > a + 1]
+    if levels.count(1) != 1 or levels[0] != 1 or skipped:
+        problems.append(f"{name}: headings out of order (one h1 first, no level skipped): "
+                        f"{' '.join(f'h{n}' for n in levels)}")
     return problems
 
 
