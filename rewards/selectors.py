@@ -181,6 +181,7 @@ class CouponGroups:
     usable: list[CouponView]
     used: list[CouponView]
     expired: list[CouponView]
+    more_usable: bool
     more_used: bool
     more_expired: bool
 
@@ -212,7 +213,7 @@ def coupon_views(coupons: list[Coupon], *, now: dt.datetime) -> list[CouponView]
     ]
 
 
-def coupon_groups_for_member(*, member: Member, now: dt.datetime, usable_limit: int = 100,
+def coupon_groups_for_member(*, member: Member, now: dt.datetime, usable_limit: int = 30,
                              past_limit: int = 20) -> CouponGroups:
     """The member's coupons: usable (soonest ending first), used and expired/cancelled (latest first).
 
@@ -221,7 +222,7 @@ def coupon_groups_for_member(*, member: Member, now: dt.datetime, usable_limit: 
     base = Coupon.objects.filter(member=member).select_related("template")
     usable = list(
         base.filter(status=CouponStatus.ISSUED).filter(Q(valid_until__isnull=True) | Q(valid_until__gte=now))
-        .order_by("valid_until", "id")[:usable_limit]
+        .order_by("valid_until", "id")[:usable_limit + 1]
     )
     used = list(base.filter(status=CouponStatus.REDEEMED).order_by("-redeemed_at", "-id")[:past_limit + 1])
     expired = list(
@@ -229,10 +230,11 @@ def coupon_groups_for_member(*, member: Member, now: dt.datetime, usable_limit: 
                     | Q(status=CouponStatus.ISSUED, valid_until__lt=now))
         .order_by("-valid_until", "-id")[:past_limit + 1]
     )
-    views = coupon_views(usable + used[:past_limit] + expired[:past_limit], now=now)
-    n_usable, n_used = len(usable), len(used[:past_limit])
+    views = coupon_views(usable[:usable_limit] + used[:past_limit] + expired[:past_limit], now=now)
+    n_usable, n_used = len(usable[:usable_limit]), len(used[:past_limit])
     return CouponGroups(usable=views[:n_usable], used=views[n_usable:n_usable + n_used],
-                        expired=views[n_usable + n_used:], more_used=len(used) > past_limit,
+                        expired=views[n_usable + n_used:], more_usable=len(usable) > usable_limit,
+                        more_used=len(used) > past_limit,
                         more_expired=len(expired) > past_limit)
 
 
