@@ -148,6 +148,13 @@ class Gunicorn:
                 raise RuntimeError(f"gunicorn did not start; see {log}")
             time.sleep(0.3)
 
+    def drain(self) -> None:
+        """Wait until the requests a load run left queued (its clients gone) are done, so the next run starts
+        on an idle server: a health check answered means everything accepted before it was handled."""
+        for _ in range(max(2, self.workers)):
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/healthz", timeout=300) as r:
+                r.read()
+
     @property
     def layout(self) -> str:
         return f"{self.workers} sync workers" if self.threads == 1 else f"{self.workers} gthread workers × {self.threads} threads"
@@ -422,8 +429,10 @@ def run(ctx) -> str:
                     written += load(port=server.port, clients=client_counts[0], seconds=warmup, run=f"w{workers}x{threads}",
                                     **common)["ok"]
                     in_flight += 2 * client_counts[0]
+                    server.drain()
                     result = load(port=server.port, clients=client_counts[0], seconds=trial, run=f"t{workers}x{threads}",
                                   **common)
+                    server.drain()
                     written += result["ok"]
                 finally:
                     server.stop()
@@ -440,7 +449,9 @@ def run(ctx) -> str:
             for clients in client_counts:
                 written += load(port=server.port, clients=clients, seconds=warmup, run=f"warm{clients}", **common)["ok"]
                 in_flight += 2 * clients
+                server.drain()
                 result = load(port=server.port, clients=clients, seconds=seconds, run=f"api{clients}", **common)
+                server.drain()
                 written += result["ok"]
                 ctx.log(f"API@{clients}: {result['rps']:,.0f} req/s, p50 {result['p50_ms']:.1f} ms, "
                         f"p99 {result['p99_ms']:.1f} ms, non-201/errors {result['errors']} {result['first_error']}")
