@@ -3,7 +3,7 @@
 - ``<html lang=…>`` is the active language; no page is a server error in either language (HTMX requests too);
 - HTML + the CSS and JavaScript it links stay under 100 KB (images excluded);
 - every visible ``<input>``, ``<select>`` and ``<textarea>`` has a label (``<label for>``, a wrapping
-  ``<label>``, or ``aria-label``/``aria-labelledby``);
+  ``<label>``, or ``aria-label``/``aria-labelledby``); headings in order; actions are buttons (or forms);
 - reading pages work without JavaScript: the plain GET response already holds the content.
 """
 
@@ -25,6 +25,7 @@ pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("audit_clean")]
 LANGUAGES = ["en", "zh-hans"]
 MAX_BYTES = 100 * 1024
 NON_FIELD_INPUTS = {"hidden", "submit", "button", "image", "reset"}
+ACTION_ATTRIBUTES = ("onclick", "hx-post", "hx-put", "hx-patch", "hx-delete")
 
 
 @pytest.fixture(autouse=True)
@@ -65,11 +66,14 @@ class Page(HTMLParser):
         self.label_for: set[str] = set()
         self.labelled_ids: set[str] = set()
         self.headings: list[int] = []
+        self.fake_buttons: list[str] = []  # actions on elements that are not buttons or forms
         self._in_label = 0
         self.feed(html)
 
     def handle_starttag(self, tag, attrs):
         a = dict(attrs)
+        if tag not in ("button", "form") and any(k in a for k in ACTION_ATTRIBUTES):
+            self.fake_buttons.append(f"<{tag}>")
         if tag == "html":
             self.lang = a.get("lang")
         elif re.fullmatch(r"h[1-6]", tag):
@@ -117,6 +121,8 @@ def page_problems(name: str, url: str, response, language: str) -> list[str]:
         problems.append(f"{name}: {total:,} bytes of HTML+CSS+JS (limit {MAX_BYTES:,})")
     if unlabelled := page.unlabelled():
         problems.append(f"{name}: fields without a label: {', '.join(unlabelled)}")
+    if page.fake_buttons:
+        problems.append(f"{name}: actions on elements that are not buttons: {', '.join(page.fake_buttons)}")
     levels = page.headings
     skipped = [f"h{a}→h{b}" for a, b in zip(levels, levels[1:], strict=False) if b > a + 1]
     if levels.count(1) != 1 or levels[0] != 1 or skipped:
