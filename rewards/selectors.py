@@ -6,7 +6,7 @@ simply not found (the views answer 404). Names and conditions come out in the ac
 
 import datetime as dt
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import ROUND_HALF_UP, Decimal
 
 from django.db.models import BooleanField, Count, ExpressionWrapper, Prefetch, Q, QuerySet
@@ -14,7 +14,7 @@ from django.utils import formats
 from django.utils.translation import gettext as _
 from django.utils.translation import ngettext
 
-from loyalty.exceptions import MemberClosed, MemberFrozen
+from loyalty.exceptions import InsufficientPoints, MemberClosed, MemberFrozen
 from loyalty.explain import CURRENCY_SYMBOLS
 from loyalty.models import Account, AccountKind, Tier, Transfer, TransferCode, Unit
 from loyalty.services.program import program_settings_get
@@ -73,6 +73,19 @@ def _offer(*, reward: Reward, refusal, available: int, usage) -> RewardOffer:
     )
 
 
+def offer_worded(offer: RewardOffer, *, available: int) -> RewardOffer:
+    """Say "not enough points" as what is missing ("You need 120 more points."), the one thing a member can fix.
+
+    The refusal checks points last, so an ``InsufficientPoints`` reason means every other check passed.
+    """
+    if offer.can_redeem or offer.reason != str(InsufficientPoints(available=available, requested=offer.points_cost)):
+        return offer
+    need = offer.points_cost - available
+    reason = ngettext("You need %(n)s more point.", "You need %(n)s more points.", need) % {
+        "n": formats.number_format(need, force_grouping=True)}
+    return replace(offer, reason=reason)
+
+
 def reward_list_upcoming(*, member: Member, now: dt.datetime) -> list[RewardOffer]:
     """Active rewards not yet open (``available_from`` in the future), each with the date it opens. One query."""
     tz = program_settings_get().tz
@@ -109,7 +122,7 @@ def reward_offer_get(*, member: Member, reward_id: int, now: dt.datetime) -> Rew
     refusal = blocked() if blocked else reward_refusal(
         reward=reward, tiers=list(reward.tiers.all()), now=now, tz=tz, member_tier=member_tier_current(member=member),
         usage=usage, available_points=available)
-    offer = _offer(reward=reward, refusal=refusal, available=available, usage=usage)
+    offer = offer_worded(_offer(reward=reward, refusal=refusal, available=available, usage=usage), available=available)
     return RewardConfirm(offer=offer, available=available, balance_after=available - reward.points_cost)
 
 
@@ -424,11 +437,12 @@ def reward_catalogue_page(*, member: Member, now: dt.datetime, redeemable_only: 
     lucky draws. A fixed number of queries whatever the catalogue's size."""
     from rewards.selectors_catalogue import reward_list_available
 
-    offers = reward_list_available(member=member, now=now)
+    available = points_available(member=member)
+    offers = [offer_worded(o, available=available) for o in reward_list_available(member=member, now=now)]
     upcoming = reward_list_upcoming(member=member, now=now)
     redeemable = [o for o in offers if o.can_redeem]
     return CataloguePage(
         offers=redeemable if redeemable_only else offers, upcoming=[] if redeemable_only else upcoming,
-        draws=draw_campaigns_open(now=now), available=points_available(member=member),
+        draws=draw_campaigns_open(now=now), available=available,
         count_all=len(offers) + len(upcoming), count_redeemable=len(redeemable),
     )

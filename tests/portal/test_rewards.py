@@ -89,7 +89,7 @@ class TestCatalogue:
         html = response.content.decode()
         assert response.status_code == 200
         assert "Car wash" in html and "You can redeem this." in html
-        assert "Insufficient points: 110 available, 5000 requested." in html
+        assert "You need 4,890 more points." in html
         assert "it is only for Gold members" in html
         assert "Sorry, this is out of stock." in html
         assert "You can redeem it again from" in html
