@@ -95,3 +95,11 @@ class TestCoupons:
         assert "end soonest" in html
         assert "Only the latest are shown." in html
         assert len(response.content) < 100_000
+
+
+def test_the_coupon_page_uses_a_fixed_number_of_queries(portal_client, portal_member, django_assert_num_queries):
+    StoreFactory(code="S01")
+    coupon = coupon_make(member=portal_member, template=CouponTemplateFactory(stores=["S01"]))
+    # session, login, coupon with template, store names, settings ×2
+    with django_assert_num_queries(6):
+        assert portal_client.get(reverse("portal:coupon", args=[coupon.pk])).status_code == 200

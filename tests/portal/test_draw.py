@@ -78,6 +78,14 @@ class TestDrawPage:
 
         assert "You need 6 more points to draw." in html and 'name="token"' not in html
 
+    def test_a_frozen_member_reads_the_page_without_a_draw_button(self, portal_client, portal_member, campaign):
+        give(portal_member, 100)
+        type(portal_member).objects.filter(pk=portal_member.pk).update(status=MemberStatus.FROZEN)
+
+        html = portal_client.get(url(campaign)).content.decode()
+
+        assert "70%" in html and "This member account is frozen." in html and 'name="token"' not in html
+
     def test_query_count_with_many_draws(self, portal_client, portal_member, campaign, monkeypatch,
                                          django_assert_num_queries):
         give(portal_member, 1000)

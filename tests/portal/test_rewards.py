@@ -408,3 +408,18 @@ def test_two_simultaneous_posts_of_one_token_redeem_once(portal_member):
     assert {r["Location"] for r in responses} == {reverse("portal:redemption", args=[redemption.pk])}
     assert Reward.objects.get(pk=reward.pk).stock == 4
     assert Account.objects.get(member=portal_member, kind="MEMBER_POINTS").balance == 180
+
+
+def test_detail_pages_use_a_fixed_number_of_queries(portal_client, portal_member, django_assert_num_queries):
+    give(portal_member, 1000)
+    gold = Tier.objects.create(code="gold", name="Gold", rank=2, spend_threshold=Decimal(2000))
+    reward = reward_make(points_cost=10, limit_per_member=50, limit_period=LimitPeriod.MONTH)
+    reward.tiers.add(Tier.objects.create(code="basic", name="Basic", rank=0, spend_threshold=Decimal(0)), gold)
+    for _ in range(20):
+        last = redeem(portal_member, reward)
+    # session, login, reward, its tiers, settings, points, limit count, member tier ×2, settings (money)
+    with django_assert_num_queries(10):
+        assert portal_client.get(reverse("portal:reward", args=[reward.pk])).status_code == 200
+    # session, login, redemption with reward and coupon, settings
+    with django_assert_num_queries(4):
+        assert portal_client.get(reverse("portal:redemption", args=[last.pk])).status_code == 200
