@@ -29,6 +29,22 @@ OTHERS = {
     "coupon": lambda rich: [{"coupon_id": c.pk} for c in rich.coupons],
 }
 
+
+def _token(purpose: str, field: str):
+    """POST data with a confirmation token that is valid for the signed-in member and the target id: only the
+    ownership check can refuse it (a tampered or replayed form)."""
+
+    def data(member, kwargs) -> dict:
+        from rewards.forms import confirm_token_new
+
+        return {"token": confirm_token_new(member=member, purpose=purpose, target=kwargs[field])}
+
+    return data
+
+
+# URL name → POST data for the attempt (default: a junk form).
+POST_DATA = {"redemption_cancel": _token("cancel", "redemption_id")}
+
 # URL name → why its id is not a member's own object (everyone may open it; an unknown id is still a 404).
 SHARED = {
     "reward": "a catalogue reward: every member sees the catalogue",
@@ -122,7 +138,8 @@ def test_another_members_object_is_a_404_and_nothing_changes(name, world, portal
         url = reverse(f"portal:{name}", kwargs=kwargs)
         assert client.get(url).status_code == 404, url
         assert client.get(url, HTTP_HX_REQUEST="true").status_code == 404, url
-        posted = client.post(url, {"confirm": "1", "token": "x", "key": "x"}, HTTP_HX_REQUEST="true")
+        data = POST_DATA[name](portal_member, kwargs) if name in POST_DATA else {"confirm": "1", "token": "x"}
+        posted = client.post(url, data, HTTP_HX_REQUEST="true")
         assert posted.status_code in (404, 405), (url, posted.status_code)  # 405: a read-only page
         assert client.post(url).status_code in (404, 405), url
     assert _state([portal_member.pk, other_member.pk]) == before
@@ -175,3 +192,16 @@ def test_public_pages_need_no_sign_in(name, client, db):
     assert response.status_code in (200, 302, 405), (name, response.status_code)  # sign-out is POST only
     if response.status_code == 302:  # e.g. "enter the code" before a code was asked for: back to step one
         assert not response["Location"].startswith(reverse("portal:sign_in")), response["Location"]
+
+
+@pytest.mark.parametrize("name", sorted(POST_DATA))
+def test_the_attack_form_works_on_the_members_own_object(name, world, portal_member):
+    """The POST data used above is a valid form: on the member's own object it does act (so the 404 for the
+    other member's object comes from the ownership check, not from a broken form)."""
+    _program, mine, _theirs = world
+    client = client_for(portal_member)
+    kwargs = OTHERS[name](mine)[0]
+    before = _state([portal_member.pk])
+    response = client.post(reverse(f"portal:{name}", kwargs=kwargs), POST_DATA[name](portal_member, kwargs))
+    assert response.status_code == 302, response.status_code
+    assert _state([portal_member.pk]) != before
