@@ -308,10 +308,10 @@ def test_query_count_does_not_grow_with_the_batch(world, now, size):
     with CaptureQueriesContext(connection) as queries:
         results = purchases_record_batch(items=items, now=now)
     assert all(r.status == "created" for r in results)
-    statements = [q["sql"] for q in queries.captured_queries]
+    statements = [q["sql"] for q in queries.captured_queries if not q["sql"].startswith(("SAVEPOINT", "RELEASE"))]
     if connection.vendor == "sqlite":  # SQLite splits a bulk insert by its limit of 999 parameters
         statements = [q for q in statements if not q.startswith("INSERT")]
-    assert len(statements) <= 22, "\n".join(q[:150] for q in statements)
+    assert len(statements) <= 21, "\n".join(q[:150] for q in statements)
 
 
 # ---- concurrency (PostgreSQL) --------------------------------------------------------------------------------
@@ -321,6 +321,12 @@ def test_query_count_does_not_grow_with_the_batch(world, now, size):
 def test_batches_racing_single_posts_apply_each_purchase_once(now):
     from django.db import close_old_connections
 
+    from loyalty.models import SystemAccount
+    from loyalty.services import program_settings_get
+    from loyalty.services.ledger import system_account
+    from loyalty.services.tiers import tier_policy_get
+
+    program_settings_get(), tier_policy_get(), system_account(SystemAccount.ISSUANCE)  # configuration exists
     stores = [StoreFactory(code="SH001"), StoreFactory(code="BJ002")]
     members = [MemberFactory() for _ in range(6)]
     when = now - dt.timedelta(hours=1)
