@@ -5,15 +5,16 @@ from urllib.parse import urlencode
 
 from django import forms
 from django.utils.translation import gettext_lazy as _
+from django.utils.translation import pgettext_lazy
 
 from loyalty.selectors import HISTORY_KINDS
 
-HISTORY_KIND_CHOICES = [
-    ("", _("All")),
-    ("earned", _("Earned")),
-    ("spent", _("Spent")),
-    ("expired", _("Expired")),
-    ("adjusted", _("Adjusted")),
+HISTORY_KIND_CHOICES = [  # a context of their own: "Earned" elsewhere is a column header ("earned at")
+    ("", pgettext_lazy("points history filter", "All")),
+    ("earned", pgettext_lazy("points history filter", "Earned")),
+    ("spent", pgettext_lazy("points history filter", "Spent")),
+    ("expired", pgettext_lazy("points history filter", "Expired")),
+    ("adjusted", pgettext_lazy("points history filter", "Adjusted")),
 ]
 assert {k for k, _label in HISTORY_KIND_CHOICES if k} == set(HISTORY_KINDS)
 

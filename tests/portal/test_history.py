@@ -135,6 +135,13 @@ class TestFilters:
             assert text not in listing, text
         assert f'href="?kind={kind}" aria-current="true"' in body
 
+    def test_chips_keep_the_dates_and_pages_keep_the_filters(self, portal_client, mixed):
+        body = squash(portal_client.get("/portal/history/?kind=spent&date_from=2020-01-01"))
+        assert 'href="?kind=earned&date_from=2020-01-01">Earned</a>' in body
+        assert 'href="?date_from=2020-01-01">All</a>' in body
+        assert 'name="kind" value="spent"' in body  # the date form keeps the kind
+        assert 'value="2020-01-01"' in body
+
     def test_date_range_in_local_dates(self, portal_client, mixed):
         today = timezone.localdate()
         since = (today - dt.timedelta(days=10)).isoformat()
