@@ -12,7 +12,7 @@ from django.utils import timezone, translation
 
 from loyalty.selectors import member_points_summary
 from loyalty.services import member_enrol
-from rewards.models import Redemption
+from rewards.models import Draw, PrizeKind, Redemption
 from tests.browser.data import program_setup, rich_member
 from tests.browser.sms import code_sent_to
 from tests.portal.conftest import PORTAL_PASSWORD, login_activate
@@ -158,6 +158,17 @@ def test_member_journey_in_english_then_chinese(phone):
     assert qr.bounding_box()["width"] >= 150, "the QR is big enough to scan"
     phone.shot("coupon-qr")
 
+    # ---- lucky draw: one draw, the result shown in place (HTMX) as it was recorded ----
+    phone.goto(f"/portal/draws/{program.campaign.pk}/")
+    phone.shot("draw")
+    page.click("#draw-panel form button[type=submit]")
+    expect(page.locator("#draw-result h3")).to_be_visible()
+    draw = Draw.objects.select_related("prize").get(member=member)
+    won = draw.prize is not None and draw.prize.kind != PrizeKind.NOTHING
+    expect(page.locator("#draw-result h3")).to_have_text(f"You won: {draw.prize.name}!" if won else "No prize this time.")
+    assert page.url.endswith(f"/portal/draws/{program.campaign.pk}/")
+    phone.shot("draw-result")
+
     for path, name in [("/portal/wallet/", "wallet"), ("/portal/how-to-earn/", "how-to-earn"),
                        ("/portal/redemptions/", "redemptions"), ("/portal/draws/", "draws"), ("/portal/me/", "profile")]:
         phone.goto(path)
@@ -171,7 +182,7 @@ def test_member_journey_in_english_then_chinese(phone):
     expect(nav).to_contain_text("首页")  # Home
     expect(nav).to_contain_text("积分商城")  # Rewards
     expect(page.locator("#wallet-h")).to_have_text("储值")  # Stored value
-    balance -= program.reward.points_cost
+    balance = member_points_summary(member=member, now=timezone.now()).balance
     assert page.locator("#balance").inner_text().strip().replace(",", "") == str(balance)  # grouping as zh-hans does
     expect(page.locator("[role=progressbar]")).to_be_visible()
     phone.shot("zh-after-switch")
