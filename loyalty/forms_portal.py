@@ -4,11 +4,13 @@ import datetime as dt
 from urllib.parse import urlencode
 
 from django import forms
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import pgettext_lazy
 
 from loyalty.selectors import HISTORY_KINDS
 
+EARLIEST, LATEST = dt.date(1900, 1, 1), dt.date(9998, 12, 31)
 HISTORY_KIND_CHOICES = [  # a context of their own: "Earned" elsewhere is a column header ("earned at")
     ("", pgettext_lazy("points history filter", "All")),
     ("earned", pgettext_lazy("points history filter", "Earned")),
@@ -23,8 +25,11 @@ class HistoryFilterForm(forms.Form):
     """What to show in the history: one kind of entry and a date range (local dates, both included)."""
 
     kind = forms.ChoiceField(label=_("Show"), choices=HISTORY_KIND_CHOICES, required=False)
-    date_from = forms.DateField(label=_("From"), required=False, widget=forms.DateInput(attrs={"type": "date"}))
-    date_to = forms.DateField(label=_("To"), required=False, widget=forms.DateInput(attrs={"type": "date"}))
+    # Bounded so that local midnight, a day later, converts to UTC without overflowing (0001-01-01, 9999-12-31).
+    date_from = forms.DateField(label=_("From"), required=False, widget=forms.DateInput(attrs={"type": "date"}),
+                                validators=[MinValueValidator(EARLIEST), MaxValueValidator(LATEST)])
+    date_to = forms.DateField(label=_("To"), required=False, widget=forms.DateInput(attrs={"type": "date"}),
+                              validators=[MinValueValidator(EARLIEST), MaxValueValidator(LATEST)])
 
     def __init__(self, *args, tz: dt.tzinfo, **kwargs) -> None:
         super().__init__(*args, **kwargs)

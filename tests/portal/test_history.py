@@ -96,6 +96,14 @@ class TestBreakdown:
         body = squash(portal_client.get(f"/portal/history/{redeem.pk}/", HTTP_HX_REQUEST="true"))
         assert re.search(r"20 points taken from points expiring on \w+\.? \d+, \d{4}", body)
 
+    def test_expiry_says_when_the_points_were_earned(self, portal_client, portal_member, store, audit_clean):
+        program_set(expiry_months=1)
+        buy(portal_member, store, "30.00", at=timezone.now() - dt.timedelta(days=50))
+        points_expire_due(now=timezone.now())
+        expiry = Transfer.objects.get(member=portal_member, code="EXPIRE")
+        body = squash(portal_client.get(f"/portal/history/{expiry.pk}/", HTTP_HX_REQUEST="true"))
+        assert re.search(r"Earned on \w+\.? \d+, \d{4}; expired at the end of \w+\.? \d+, \d{4}", body)
+
     def test_other_members_and_stored_value_transfers_are_404(self, portal_client, other_member, portal_member, store,
                                                                audit_clean):
         theirs = buy(other_member, store, "10.00", at=timezone.now()).transfers.get(code="EARN")
@@ -157,6 +165,8 @@ class TestFilters:
         ("date_from=2026-05-01&date_to=2026-04-01", "The start date is after the end date."),
         ("date_from=yesterday", "Enter a valid date."),
         ("kind=everything", "Select a valid choice."),
+        ("date_to=9999-12-31", "Ensure this value is less than or equal to"),
+        ("date_from=0001-01-01", "Ensure this value is greater than or equal to"),
     ])
     def test_bad_filters_get_a_message_and_the_full_list(self, portal_client, mixed, query, message):
         response = portal_client.get(f"/portal/history/?{query}")
