@@ -214,3 +214,46 @@ def test_member_journey_in_english_then_chinese(phone):
     assert len(untranslated) < len(pages), f"no heading is translated yet: {untranslated}"
     assert not phone.errors, phone.errors
     assert not phone.too_wide, f"pages wider than the phone (390 px): {phone.too_wide}"
+
+
+def test_reading_pages_work_without_javascript(browser, live_server, browser_settings):
+    """JavaScript off: sign in, home, the history's next page by its plain link, an entry's breakdown as its own
+    page, coupons and the pickup code — HTMX only enhances these pages."""
+    from tests.browser.conftest import VIEWPORT, Phone
+
+    program = program_setup()
+    member = member_enrol(phone=PHONE, name="Lin Mei", now=timezone.now())
+    rich = rich_member(member, program, purchases=25)
+    login_activate(member)
+    context = browser.new_context(viewport=VIEWPORT, java_script_enabled=False, locale="en-US")
+    context.set_default_timeout(15_000)
+    try:
+        phone = Phone(context.new_page(), live_server.url)
+        page = phone.page
+        sign_in(phone, PHONE, PORTAL_PASSWORD)
+        expect(page.locator("#balance")).to_have_text(f"{member_points_summary(member=member, now=timezone.now()).balance:,}")
+        phone.shot("nojs-home")
+
+        phone.goto("/portal/history/")
+        first_page = page.locator("#history-list li[id^=entry-]").count()
+        assert first_page >= 20
+        page.click("#history-more a[rel=next]")
+        page.wait_for_url(re.compile(r"/portal/history/\?after="))
+        older = page.locator("#history-list li[id^=entry-]")
+        assert older.count() >= 1
+        oldest = rich.transfers[0]  # the purchase a year ago: on the second page
+        expect(page.locator(f"#entry-{oldest.pk}")).to_be_visible()
+        phone.shot("nojs-history-page-2")
+        page.click(f"#entry-{oldest.pk} a")
+        page.wait_for_url(re.compile(rf"/portal/history/{oldest.pk}/$"))
+        expect(page.locator("main")).to_contain_text("Double points")
+        phone.shot("nojs-history-entry")
+
+        phone.goto("/portal/coupons/")
+        expect(page.locator("main")).to_contain_text(rich.coupons[0].template.name)
+        phone.goto(f"/portal/redemptions/{rich.redemption.pk}/")
+        expect(page.locator(".code-digits")).to_have_text(rich.redemption.pickup_code)
+        phone.shot("nojs-redemption")
+        assert not phone.errors, phone.errors
+    finally:
+        context.close()
