@@ -59,6 +59,11 @@ class HistoryFilterForm(forms.Form):
                  for name in ("kind", "date_from", "date_to")]
         return urlencode([(k, v) for k, v in pairs if v])
 
+    def kind_value(self) -> str:
+        """The kind asked for if it is one we know (kept by the date form), else ""."""
+        value = self.data.get("kind", "")
+        return value if value in HISTORY_KINDS else ""
+
     def kind_links(self) -> list[tuple[str, str, bool]]:
         """(label, query string, current) for each kind, keeping the dates: the filter chips."""
         data = self.cleaned_data if self.is_valid() else {}
