@@ -389,7 +389,10 @@ def run(ctx) -> str:
     layouts = LAYOUTS
     if getattr(opts, "workers", ""):
         layouts = tuple(tuple(int(x) for x in item.split("x")) for item in opts.workers.split(","))
-    load = wrk_run if shutil.which("wrk") else python_run
+    loadgen = getattr(opts, "loadgen", "auto")
+    if loadgen == "wrk" and not shutil.which("wrk"):
+        raise RuntimeError("--loadgen wrk: wrk is not installed (apt-get install wrk)")
+    load = wrk_run if loadgen == "wrk" or (loadgen == "auto" and shutil.which("wrk")) else python_run
     load_name = "wrk 4.1 (Lua script, 2 threads)" if load is wrk_run else "Python http.client (keep-alive, 4 processes)"
 
     ctx.log("programme: 10 stores, 4 tiers, a published rule set of 11 modifiers with a daily cap …")

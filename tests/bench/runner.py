@@ -62,6 +62,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--api-members", type=int, default=100_000, help="api: members created in bulk")
     p.add_argument("--duration", type=int, default=20, help="api: seconds per measured run (after a warm-up)")
     p.add_argument("--clients", default="8,32", help="api: concurrent clients, comma-separated")
+    p.add_argument("--loadgen", choices=("auto", "wrk", "python"), default="auto",
+                   help="api: the load generator (auto: wrk when installed, else Python clients)")
     p.add_argument("--workers", default="", help="api: gunicorn worker layouts to try, e.g. '4x1,2x4' "
                                                  "(workers x threads); the fastest at the first client count is kept")
     return p
