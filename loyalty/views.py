@@ -13,7 +13,7 @@ from django.shortcuts import render
 from django.utils import timezone
 from django.utils.translation import gettext
 from django.views.decorators.cache import never_cache
-from django.views.decorators.http import require_GET
+from django.views.decorators.http import require_safe
 from django.views.decorators.vary import vary_on_headers
 
 from loyalty.explain import money
@@ -48,7 +48,7 @@ def _code_context(member, now: dt.datetime) -> dict:
             "code_valid_until": member_code_valid_until(now=now), "code_step": STEP_SECONDS}
 
 
-@require_GET
+@require_safe
 @never_cache
 @member_required
 def home(request: HttpRequest) -> HttpResponse:
@@ -68,7 +68,7 @@ def home(request: HttpRequest) -> HttpResponse:
     })
 
 
-@require_GET
+@require_safe
 @never_cache
 @vary_on_headers("HX-Request")
 @member_required
@@ -80,7 +80,7 @@ def member_code(request: HttpRequest) -> HttpResponse:
     return render(request, template, {"tz": program.tz, **_code_context(request.member, now)})
 
 
-@require_GET
+@require_safe
 @vary_on_headers("HX-Request")
 @member_required
 def history(request: HttpRequest) -> HttpResponse:
@@ -100,7 +100,7 @@ def history(request: HttpRequest) -> HttpResponse:
     return render(request, "loyalty/portal/history.html", context)
 
 
-@require_GET
+@require_safe
 @vary_on_headers("HX-Request")
 @member_required
 def history_entry(request: HttpRequest, transfer_id: int) -> HttpResponse:
@@ -116,7 +116,7 @@ def history_entry(request: HttpRequest, transfer_id: int) -> HttpResponse:
     return render(request, template, context)
 
 
-@require_GET
+@require_safe
 @member_required
 def how_to_earn(request: HttpRequest) -> HttpResponse:
     now = timezone.now()
