@@ -109,8 +109,9 @@ def queries_per_earn(*, key: str, member_ids: tuple[int, int], occurred_at: str,
             raise RuntimeError(f"query count: POST /purchases answered {response.status_code}: {response.content[:300]!r}")
         counts.append(len(captured.captured_queries))
         statements = [q["sql"] for q in captured.captured_queries]
+    control = sum(1 for sql in statements if re.match(r"\s*(BEGIN|COMMIT|ROLLBACK|SAVEPOINT|RELEASE)\b", sql, re.I))
     return {"first": counts[0], "steady": statistics.median(counts[1:]), "counts": counts, "statements": statements,
-            "written": n}
+            "control": control, "written": n}
 
 
 # ---- gunicorn -----------------------------------------------------------------------------------
@@ -168,6 +169,41 @@ class Gunicorn:
                 self.process.kill()
                 self.process.wait()
         self.log.close()
+
+
+# ---- CPU per earn (Linux /proc; the server and PostgreSQL on this machine) --------------------------
+
+def _cpu_of(pid: int) -> float:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
+    except (OSError, IndexError, ValueError):
+        return 0.0
+
+
+def cpu_snapshot(server: "Gunicorn") -> dict[str, dict[int, float]]:
+    """CPU seconds so far of the gunicorn master and workers, and of the PostgreSQL backends serving the
+    bench database (other than this process's own connection)."""
+    from django.db import connection
+
+    app = [server.process.pid]
+    try:
+        app += [int(p) for p in Path(f"/proc/{server.process.pid}/task/{server.process.pid}/children").read_text().split()]
+    except OSError:
+        pass
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()")
+        backends = [row[0] for row in cursor.fetchall()]
+    return {"app": {pid: _cpu_of(pid) for pid in app}, "db": {pid: _cpu_of(pid) for pid in backends}}
+
+
+def cpu_per_earn(before: dict, after: dict, earns: int) -> tuple[float, float]:
+    """(ms of gunicorn CPU, ms of PostgreSQL backend CPU) per earn between two snapshots."""
+    def spent(kind: str) -> float:
+        return sum(max(0.0, seconds - before[kind].get(pid, 0.0)) for pid, seconds in after[kind].items())
+    if not earns:
+        return 0.0, 0.0
+    return spent("app") * 1000 / earns, spent("db") * 1000 / earns
 
 
 # ---- load: wrk (preferred) or Python ------------------------------------------------------------
@@ -410,7 +446,8 @@ def run(ctx) -> str:
     occurred_at = (occurred_at - dt.timedelta(minutes=5)).isoformat()
 
     queries = queries_per_earn(key=key, member_ids=members, occurred_at=occurred_at)
-    ctx.log(f"SQL statements per API earn: {queries['steady']:g} (first request of the process: {queries['first']})")
+    ctx.log(f"SQL statements per API earn: {queries['steady']:g}, {queries['control']} of them transaction control "
+            f"(first request of the process: {queries['first']})")
     for sql in queries["statements"]:
         ctx.log(f"  {sql[:160]}")
     written = queries["written"]
@@ -453,11 +490,14 @@ def run(ctx) -> str:
                 written += load(port=server.port, clients=clients, seconds=warmup, run=f"warm{clients}", **common)["ok"]
                 in_flight += 2 * clients
                 server.drain()
+                before = cpu_snapshot(server)
                 result = load(port=server.port, clients=clients, seconds=seconds, run=f"api{clients}", **common)
                 server.drain()
+                result["cpu_app_ms"], result["cpu_db_ms"] = cpu_per_earn(before, cpu_snapshot(server), result["ok"])
                 written += result["ok"]
                 ctx.log(f"API@{clients}: {result['rps']:,.0f} req/s, p50 {result['p50_ms']:.1f} ms, "
-                        f"p99 {result['p99_ms']:.1f} ms, non-201/errors {result['errors']} {result['first_error']}")
+                        f"p99 {result['p99_ms']:.1f} ms, non-201/errors {result['errors']} {result['first_error']}; "
+                        f"CPU per earn: gunicorn {result['cpu_app_ms']:.1f} ms, PostgreSQL {result['cpu_db_ms']:.1f} ms")
                 api_rows.append(result)
         finally:
             server.stop()
@@ -508,18 +548,18 @@ def section(*, ctx, api_rows, pg_rows, queries, layout, tried, load_name, n_memb
     from tests.bench.report import machine
 
     pg_by_clients = {r["clients"]: r for r in pg_rows}
-    lines = ["| run | clients | throughput /s | p50 ms | p99 ms | non-201 / failed | API ÷ pgbench |",
-             "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    lines = ["| run | clients | throughput /s | p50 ms | p99 ms | non-201 / failed | API ÷ pgbench | CPU ms per earn: app + db |",
+             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     ratios = {}
     for r in api_rows:
         pg = pg_by_clients.get(r["clients"])
         ratio = r["rps"] / pg["rps"] if pg and pg["rps"] else 0.0
         ratios[r["clients"]] = ratio
         lines.append(f"| API `POST /purchases` | {r['clients']} | {r['rps']:,.0f} | {r['p50_ms']:.1f} | {r['p99_ms']:.1f} | "
-                     f"{r['errors']:,} | {ratio:.2f}× |")
+                     f"{r['errors']:,} | {ratio:.2f}× | {r.get('cpu_app_ms', 0):.1f} + {r.get('cpu_db_ms', 0):.1f} |")
     for r in pg_rows:
         lines.append(f"| pgbench raw-SQL earn | {r['clients']} | {r['rps']:,.0f} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} | "
-                     f"{r['errors']:,} | |")
+                     f"{r['errors']:,} | | |")
     first = api_rows[0] if api_rows else None
     ratio_ok = bool(ratios) and all(v >= TARGET_RATIO for v in ratios.values())
     p99_ok = first is not None and first["p99_ms"] < TARGET_P99_MS
@@ -538,7 +578,11 @@ def section(*, ctx, api_rows, pg_rows, queries, layout, tried, load_name, n_memb
         f"≤ {TARGET_QUERIES} SQL statements per earn): **{verdict}** — ratio "
         + ", ".join(f"{v:.2f}× at {c}" for c, v in ratios.items())
         + (f"; p99 {first['p99_ms']:.1f} ms at {clients0}" if first else "")
-        + f"; {queries['steady']:g} SQL statements per API earn (the first request of a process: {queries['first']}).",
+        + f"; {queries['steady']:g} SQL statements per API earn, {queries['control']} of them BEGIN/COMMIT/SAVEPOINT "
+        f"(the first request of a process: {queries['first']}).",
+        "",
+        "CPU per earn: the gunicorn processes' and the bench database's PostgreSQL backends' CPU time during the "
+        "measured run (/proc) divided by the earns; a machine busy with other work inflates it.",
         "",
         f"Checks: {purchases:,} purchases, each with its earn transfer and its stored 201 answer, for {written:,} "
         "201s seen by the load clients (runs stop with a few requests in flight) "
