@@ -150,3 +150,35 @@ def test_bound_client_sees_no_duplicate_of_another_store(shop, buyer):
     bound = api_for(scopes=[Scope.PURCHASES_WRITE], store=shop)
     body = post(bound, {"purchases": [item("A", store=other.code)]}).json()
     assert body["results"][0]["error"]["code"] == "store_not_allowed" and body["results"][0]["purchase"] is None
+
+
+@pytest.mark.parametrize("raw", [
+    item("P1"),
+    item("P2", lines=None, member={"id": 42}),
+    item("P3", member={"member_number": "600000000042"}, channel="APP", promo_codes=["SPRING"]),
+    item("P4", lines=[{"sku": "A", "amount": "100"}], total="100", occurred_at="2026-03-04T10:00:00Z"),
+    item("P5", total="12.5", lines=[{"sku": "A", "category": "", "quantity": 3, "amount": "12.50"}]),
+    item("P6", lines=[]),
+])
+def test_quick_item_check_gives_what_the_serializer_gives(raw):
+    from loyalty.api.purchases import PurchaseInputSerializer
+    from loyalty.api.purchases_batch import _plain_item
+
+    one = PurchaseInputSerializer(data=raw)
+    assert one.is_valid(), one.errors
+    expected = dict(one.validated_data)
+    expected["member"] = dict(expected["member"])
+    expected["lines"] = [dict(line) for line in expected.get("lines") or []] or None
+    assert _plain_item(raw) == expected
+
+
+@pytest.mark.parametrize("raw", [
+    item("Q1", total=12.5), item("Q2", total="1.234"), item("Q3", member={"id": True}),
+    item("Q4", occurred_at="2026-03-04T10:00:00"), item("Q5", store=" SH001"), {**item("Q6"), "external_id": ""},
+    item("Q7", lines=[{"sku": "A", "amount": "100.00", "extra": 1}]), item("Q8", coupon_codes=["X"]),
+    item("Q9", member={"phone": "1", "id": 1}), item("Q10", channel="FAX"), item("Q11", total="-1"),
+])
+def test_quick_item_check_leaves_the_rest_to_the_serializer(raw):
+    from loyalty.api.purchases_batch import _plain_item
+
+    assert _plain_item(raw) is None

@@ -375,3 +375,45 @@ def test_batches_racing_single_posts_apply_each_purchase_once(now):
     assert Transfer.objects.filter(code="EARN").count() == 60
     assert Event.objects.filter(type="points.earned").count() == 60
     assert ledger_audit_run() == []
+
+
+@requires_postgres
+@pytest.mark.django_db(transaction=True)
+def test_batches_of_different_members_racing_for_the_same_orders(now):
+    """Two batches name the same orders for different members (no shared lock): one wins each order, the
+    other retries and reports it as a duplicate; no IntegrityError, no deadlock."""
+    from loyalty.models import SystemAccount
+    from loyalty.services import program_settings_get
+    from loyalty.services.ledger import system_account
+    from loyalty.services.tiers import tier_policy_get
+
+    program_settings_get(), tier_policy_get(), system_account(SystemAccount.ISSUANCE)
+    StoreFactory(code="SH001")
+    first, second = MemberFactory(), MemberFactory()
+    when = now - dt.timedelta(hours=1)
+    results, errors = {}, []
+    barrier = threading.Barrier(2)
+
+    def batch(member, order):
+        try:
+            barrier.wait()
+            results[member.pk] = purchases_record_batch(items=[
+                {"member": {"id": member.pk}, "store": "SH001", "external_id": f"O{i}", "occurred_at": when,
+                 "total": "10.00"} for i in order], now=now)
+        except BaseException as exc:
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=batch, args=(first, range(200))),
+               threading.Thread(target=batch, args=(second, range(199, -1, -1)))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert not errors, errors
+    assert Purchase.objects.count() == 200
+    for i in range(200):
+        statuses = sorted(r.status for rs in results.values() for r in rs if r.external_id == f"O{i}")
+        assert statuses == ["created", "duplicate"]
+    assert ledger_audit_run() == []
