@@ -7,7 +7,6 @@ and reads or refunds only purchases made there (others are 404, as if they did n
 import uuid
 from decimal import Decimal
 
-from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import transaction
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
@@ -18,17 +17,16 @@ from rest_framework import serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from loyalty.api.auth import StoreNotAllowed
 from loyalty.api.idempotency import api_idempotency_key, idempotent
+from loyalty.api.lookups import member_by_ref, store_for
 from loyalty.api.members import TierRefSerializer, error_responses
-from loyalty.exceptions import MemberNotFound, StoreNotFound
+from loyalty.config import config_snapshot_last
 from loyalty.explain import breakdown_lines
 from loyalty.models import Purchase, Scope
 from loyalty.models.purchases import Channel
 from loyalty.selectors import member_points_summary
 from loyalty.services import program_settings_get, purchase_record, refund_record
-from members.models import Member, Store
-from members.services import phone_normalise
+from loyalty.services.ledger import MemberRef
 from rewards.models import Coupon
 from rewards.services.payments import checkout
 
@@ -163,13 +161,17 @@ def purchase_coupons(purchase: Purchase) -> list[dict]:
 def purchase_data(purchase: Purchase, *, preview: bool = False, coupons: bool = True) -> dict:
     """``coupons=False`` when no coupon was given (a plain earn): saves the look-up."""
     change = getattr(purchase, "tier_change", None)
-    currency = program_settings_get().currency
+    balance = getattr(purchase, "points_balance", None)  # known to a write; looked up for a read or a replay
+    if balance is None:
+        balance = member_points_summary(member=purchase.member, now=timezone.now()).balance
+    config = config_snapshot_last()
+    currency = config.program.currency if config is not None else program_settings_get().currency
     return PurchaseOutputSerializer({
         "id": None if preview else purchase.pk, "member": purchase.member_id, "store": purchase.store.code,
         "external_id": purchase.external_id, "occurred_at": purchase.occurred_at, "total": purchase.total,
         "points_earned": purchase.points_earned, "breakdown": purchase.earn_breakdown or {},
         "breakdown_lines": breakdown_lines(purchase.earn_breakdown or {}, currency=currency),
-        "points_balance": member_points_summary(member=purchase.member, now=timezone.now()).balance,
+        "points_balance": balance,
         "tier_change": {"from_tier": tier_ref(change.from_tier), "to_tier": tier_ref(change.to_tier)} if change else None,
         "refunded_amount": purchase.refunded_amount, "points_reversed": purchase.points_reversed,
         "points_returned": purchase.points_returned,
@@ -194,30 +196,6 @@ IDEMPOTENCY_HEADER = OpenApiParameter("Idempotency-Key", str, OpenApiParameter.H
                                       description="Unique per write; a retry with the same key and body replays.")
 
 
-def member_find(ref: dict) -> Member:
-    if "id" in ref:
-        found = Member.objects.filter(pk=ref["id"]).first()
-    elif "phone" in ref:
-        try:
-            found = Member.objects.filter(phone=phone_normalise(phone=ref["phone"])).first()
-        except DjangoValidationError:  # not a phone number: no such member
-            found = None
-    else:
-        found = Member.objects.filter(member_number=ref["member_number"]).first()
-    if found is None:
-        raise MemberNotFound()
-    return found
-
-
-def store_for(request, code: str) -> Store:
-    store = Store.objects.filter(code=code, is_active=True).first()
-    if store is None:
-        raise StoreNotFound()
-    if request.auth.store_id and request.auth.store_id != store.pk:
-        raise StoreNotAllowed()
-    return store
-
-
 def purchase_get(request, pk) -> Purchase:
     purchases = Purchase.objects.select_related("member", "store")
     if request.auth.store_id:
@@ -236,14 +214,14 @@ def _record(request, *, idempotency_key: str) -> tuple[Purchase, bool]:
     v = data.validated_data
     if "points_payment_quote" in v or "coupon_codes" in v:
         return checkout(
-            member=member_find(v["member"]), store=store_for(request, v["store"]), external_id=v["external_id"],
+            member=member_by_ref(v["member"]), store=store_for(request, v["store"]), external_id=v["external_id"],
             occurred_at=v["occurred_at"], total=v["total"], lines=[dict(line) for line in v.get("lines") or []] or None,
             channel=v["channel"], promo_codes=v.get("promo_codes"), idempotency_key=idempotency_key,
             now=timezone.now(), quote_id=v.get("points_payment_quote"), coupon_codes=v.get("coupon_codes") or (),
             partner_account=request.auth.partner_account,
         ), True
     return purchase_record(
-        member=member_find(v["member"]), store=store_for(request, v["store"]), external_id=v["external_id"],
+        member=MemberRef(**v["member"]), store=store_for(request, v["store"], cached=True), external_id=v["external_id"],
         occurred_at=v["occurred_at"], total=v["total"], lines=[dict(line) for line in v.get("lines") or []] or None,
         channel=v["channel"], promo_codes=v.get("promo_codes"), idempotency_key=idempotency_key, now=timezone.now(),
         partner_account=request.auth.partner_account,  # an alliance partner issues the points it gives

@@ -13,6 +13,7 @@ from loyalty.models.ledger import (
     Unit,
 )
 from loyalty.models.program import (
+    ConfigVersion,
     EarnRounding,
     ExpiryPolicy,
     NegativeBalancePolicy,
@@ -42,6 +43,7 @@ from loyalty.models.tiers import (
 )
 
 __all__ = [
+    "ConfigVersion",
     "DeliveryStatus",
     "Event",
     "EventType",

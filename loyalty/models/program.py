@@ -133,3 +133,23 @@ def end_of_local_day(day: dt.date, tz: dt.tzinfo) -> dt.datetime:
     return dt.datetime.combine(day, dt.time.max, tzinfo=tz)
 
 
+
+
+class ConfigVersion(models.Model):
+    """One row (pk=1) whose token changes, in the same transaction, whenever the earning configuration does.
+
+    The earn path caches the program settings, rule sets, tiers, tier policy, stores and system accounts in
+    each process and reads this token inside its account-lock query: a changed token reloads the cache, so a
+    purchase never earns under a configuration older than the one committed when it took its lock. The token
+    is random (not a counter), so a rolled-back change can never be mistaken for a later one.
+    """
+
+    token = models.CharField(_("token"), max_length=32)
+
+    class Meta:
+        verbose_name = _("configuration version")
+        verbose_name_plural = _("configuration versions")
+        constraints = [models.CheckConstraint(condition=Q(pk=1), name="configversion_singleton")]
+
+    def __str__(self) -> str:
+        return self.token

@@ -4,14 +4,16 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Any
 
+from django.core.exceptions import ObjectDoesNotExist, ValidationError
 from django.db import transaction
-from django.db.models import F
+from django.db.models import F, Q, Subquery
 from django.utils import timezone
 
 from loyalty.exceptions import InsufficientPoints, LoyaltyError, MemberClosed, MemberFrozen, MemberNotFound
-from loyalty.locks import member_accounts_lock
-from loyalty.models import Account, AccountKind, Lot, SystemAccount, Transfer, Unit
+from loyalty.locks import POINTS_KINDS
+from loyalty.models import Account, AccountKind, ConfigVersion, Lot, MemberTier, SystemAccount, Transfer, Unit
 from members.models import Member, MemberStatus
+from members.services import phone_normalise
 
 
 @dataclass
@@ -19,6 +21,8 @@ class MemberAccounts:
     member: Member
     points: Account
     pending: Account
+    config_token: str | None = None
+    tier_state: MemberTier | None = None  # the member's tier record when the lock query found one
 
     @property
     def available(self) -> int:
@@ -41,20 +45,68 @@ def system_account(code: SystemAccount | str, unit: str = Unit.POINTS) -> Accoun
     return account
 
 
-def member_accounts_for_write(*, member: Member, require: str = "active") -> MemberAccounts:
-    """Lock the member's accounts (pk order) and check the member may do this.
+@dataclass(frozen=True)
+class MemberRef:
+    """A member named by the caller (API): by id, phone or member number. Resolved inside the lock query."""
 
+    id: int | None = None
+    phone: str | None = None
+    member_number: str | None = None
+
+    def lookup(self) -> Q | None:
+        """The accounts filter; None when the reference cannot match anyone (e.g. not a phone number)."""
+        if self.id is not None:
+            return Q(member_id=self.id)
+        if self.phone is not None:
+            try:
+                return Q(member__phone=phone_normalise(phone=self.phone))
+            except ValidationError:
+                return None
+        if self.member_number is not None:
+            return Q(member__member_number=self.member_number)
+        return None
+
+
+def member_accounts_for_write(*, member: Member | MemberRef, require: str = "active") -> MemberAccounts:
+    """Lock the member's points accounts (pk order) and check the member may do this. One query.
+
+    The same statement reads the member (fresh: its status), the member's tier record and the
+    configuration token (``loyalty.config``), so the earn path needs no separate look-ups.
+    ``member``: a Member, or a ``MemberRef`` resolved here (unknown → ``MemberNotFound``).
     ``require``: "active" (earn, spend), "open" (not closed: staff adjustments), "any" (refunds).
     """
-    locked = member_accounts_lock(member=member)
+    lookup = member.lookup() if isinstance(member, MemberRef) else Q(member_id=member.pk)
+    if lookup is None:
+        raise MemberNotFound()
+    rows = list(
+        Account.objects.select_for_update(of=("self",)).select_related("member__tier_state__tier")
+        .filter(lookup, kind__in=POINTS_KINDS)
+        .annotate(config_token=Subquery(ConfigVersion.objects.filter(pk=1).values("token")[:1]))
+        .order_by("pk")
+    )
+    locked = {a.kind: a for a in rows}
     if AccountKind.MEMBER_POINTS not in locked:
         raise MemberNotFound()
-    status = Member.objects.filter(pk=member.pk).values_list("status", flat=True).first()
-    if require == "active" and status == MemberStatus.FROZEN:
+    fresh = locked[AccountKind.MEMBER_POINTS].member
+    if require == "active" and fresh.status == MemberStatus.FROZEN:
         raise MemberFrozen()
-    if require in ("active", "open") and status == MemberStatus.CLOSED:
+    if require in ("active", "open") and fresh.status == MemberStatus.CLOSED:
         raise MemberClosed()
-    return MemberAccounts(member=member, points=locked[AccountKind.MEMBER_POINTS], pending=locked[AccountKind.MEMBER_PENDING])
+    if isinstance(member, Member):
+        member.status = fresh.status
+    else:
+        member = fresh
+    return MemberAccounts(member=member, points=locked[AccountKind.MEMBER_POINTS],
+                          pending=locked[AccountKind.MEMBER_PENDING], config_token=rows[0].config_token,
+                          tier_state=getattr(fresh, "tier_state", None) if _has_tier_state(fresh) else None)
+
+
+def _has_tier_state(member: Member) -> bool:
+    try:
+        member.tier_state  # noqa: B018 — loaded by select_related; raises when there is none
+    except ObjectDoesNotExist:
+        return False
+    return True
 
 
 def _bump(account: Account, field: str, amount: int) -> None:

@@ -5,13 +5,14 @@ from decimal import ROUND_CEILING, ROUND_FLOOR, ROUND_HALF_UP, Decimal
 from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser
-from django.db import transaction
-from django.db.models import Sum
+from django.db import connection, transaction
+from django.db.models import Q, Sum
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
+from loyalty.config import config_snapshot
 from loyalty.earning import Basket, earn_evaluate, topup_evaluate
-from loyalty.exceptions import DuplicatePurchase, InvalidInput, RefundExceedsPurchase
+from loyalty.exceptions import DuplicatePurchase, InvalidInput, RefundExceedsPurchase, StoreNotFound
 from loyalty.idempotency import fingerprint, idempotency_key_check, replay_or_refuse
 from loyalty.models import (
     Account,
@@ -26,8 +27,10 @@ from loyalty.models import (
     TransferSource,
 )
 from loyalty.rules import cap_usage, member_facts, rule_set_compile, rule_set_in_force
+from loyalty.services.earn_sql import earn_write_one_statement
 from loyalty.services.events import event_record
 from loyalty.services.ledger import (
+    MemberRef,
     member_accounts_for_write,
     points_credit,
     points_debit,
@@ -36,19 +39,20 @@ from loyalty.services.ledger import (
 )
 from loyalty.services.program import program_settings_get
 from loyalty.services.tiers import (
-    member_tier_current,
     tier_change_event,
-    tier_policy_get,
     tier_upgrade_after_purchase,
-    tiers_ordered,
+    tier_upgrade_due,
 )
 from loyalty.validation import lines_clean, money_clean, points_clean, text_clean, time_clean
 from members.models import Member, Store
 
+# PostgreSQL writes a plain earn as one statement (loyalty/services/earn_sql.py); tests turn it off to compare.
+EARN_ONE_STATEMENT = True
+
 
 @transaction.atomic
-def purchase_record(*, member: Member, store: Store, external_id: str, occurred_at: dt.datetime, total: Any,
-                    now: dt.datetime, lines: list[dict] | None = None, channel: str = Channel.STORE,
+def purchase_record(*, member: Member | MemberRef, store: Store, external_id: str, occurred_at: dt.datetime,
+                    total: Any, now: dt.datetime, lines: list[dict] | None = None, channel: str = Channel.STORE,
                     points_to_pay: int = 0, coupon_discount: Any = "0", stored_value_paid: Any = "0",
                     promo_codes: list[str] | None = None, idempotency_key: str | None = None,
                     staff_user: AbstractBaseUser | None = None, points_paid_by: Transfer | None = None,
@@ -57,10 +61,15 @@ def purchase_record(*, member: Member, store: Store, external_id: str, occurred_
     at its business time, and upgrade the member's tier at once if it takes them over a threshold.
 
     Idempotent: the key defaults to the store and external reference, so a POS retry replays.
-    The returned purchase carries ``tier_change`` (a ``TierChange`` or None) for the caller.
+    The returned purchase carries ``tier_change`` (a ``TierChange`` or None) and ``points_balance`` (the
+    member's points balance after it) for the caller.
+    ``member``: a Member, or a ``MemberRef`` (id / phone / member number) resolved in the lock query.
     ``points_paid_by``: a PAYMENT transfer already posted for this order (a committed points-payment
     quote); the purchase records it instead of taking points again. ``partner_account``: the purchase is at an
     alliance partner, whose system account issues the points earned and receives the points paid.
+
+    A plain earn costs three statements (lock, tier figures, write) on PostgreSQL: see
+    docs/decisions/0006-earn-hot-path.md.
     """
     total = money_clean(total, field="total")
     occurred_at = time_clean(occurred_at, field="occurred_at", now=now)
@@ -73,49 +82,49 @@ def purchase_record(*, member: Member, store: Store, external_id: str, occurred_
     if channel not in Channel.values:
         raise InvalidInput(_("channel: “{value}” is not a channel."), field="channel", value=channel)
     key = idempotency_key_check(idempotency_key or f"purchase:{store.code}:{external_id}")
+    if points_paid_by is not None and points_to_pay:
+        raise InvalidInput(_("points_to_pay: the points were already paid with a quote."), field="points_to_pay")
+
+    accounts = member_accounts_for_write(member=member)
+    member = accounts.member
     request = fingerprint({
         "member": member.pk, "store": store.pk, "external_id": external_id, "occurred_at": occurred_at.astimezone(dt.UTC).isoformat(),
         "total": total, "lines": [line.__dict__ for line in clean_lines], "channel": channel, "points_to_pay": points_to_pay,
         "coupon_discount": coupon_discount, "stored_value_paid": stored_value_paid, "promo_codes": promo_codes,
     })
-
     if points_paid_by is not None:
-        if points_to_pay:
-            raise InvalidInput(_("points_to_pay: the points were already paid with a quote."), field="points_to_pay")
         points_to_pay = points_paid_by.amount
         request = fingerprint({"request": request, "paid_by": points_paid_by.pk})
-
-    accounts = member_accounts_for_write(member=member)
-    existing = Purchase.objects.filter(idempotency_key=key).first()
-    if existing is not None:
-        replay_or_refuse(stored_fingerprint=existing.fingerprint, request_fingerprint=request)
-        existing.tier_change = None
-        return existing
+    config = config_snapshot(accounts.config_token)
+    store = _store_current(store, config)
+    fast = EARN_ONE_STATEMENT and connection.vendor == "postgresql" and not points_to_pay and points_paid_by is None
+    if not fast:
+        existing = _purchase_existing(key=key, store=store, external_id=external_id, request=request)
+        if existing is not None:
+            return existing
     if points_paid_by is not None and (
         points_paid_by.code != TransferCode.PAYMENT or points_paid_by.member_id != member.pk
         or Purchase.objects.filter(payment_transfer=points_paid_by).exists()
     ):
         raise InvalidInput(_("The points payment does not belong to this order."), field="points_payment")
-    if Purchase.objects.filter(store=store, external_id=external_id).exists():
-        raise DuplicatePurchase(store=store.code, external_id=external_id)
 
-    program = program_settings_get()
+    program = config.program
     paid_value = program.points_to_money(points_to_pay)
     if paid_value + coupon_discount + stored_value_paid > total:
         raise InvalidInput(_("The points, coupons and stored value paid are worth more than the purchase."),
                            field="points_to_pay")
     tz = program.tz
-    rule_set = rule_set_in_force(at=occurred_at)
-    rules = rule_set_compile(rule_set, time_zone=program.time_zone)
-    tiers, policy = tiers_ordered(), tier_policy_get()
-    tier = member_tier_current(member=member, tiers=tiers)
+    rule_set = config.rule_set_at(occurred_at)
+    rules = config.rules_for(rule_set)
+    tiers, policy = config.tiers, config.policy
+    tier = accounts.tier_state.tier if accounts.tier_state is not None else (tiers[0] if tiers else None)
     basket = Basket(total=total, lines=tuple(clean_lines), occurred_at=occurred_at, store_code=store.code,
                     channel=channel, paid_with_points=paid_value, coupon_discount=coupon_discount,
                     stored_value_paid=stored_value_paid, promo_codes=frozenset(promo_codes))
     facts = member_facts(member=member, tier=tier, at=occurred_at, tz=tz, rules=rules)
     usage = cap_usage(member=member, at=occurred_at, tz=tz, rules=rules)
     earn = earn_evaluate(rules=rules, basket=basket, member=facts, usage=usage)
-    purchase = Purchase.objects.create(
+    purchase = Purchase(
         member=member, store=store, external_id=external_id, channel=channel, occurred_at=occurred_at, total=total,
         lines=[{**line.__dict__, "amount": str(line.amount), "refunded_quantity": 0} for line in clean_lines],
         points_paid=points_to_pay, points_paid_value=paid_value, coupon_discount=coupon_discount,
@@ -123,6 +132,19 @@ def purchase_record(*, member: Member, store: Store, external_id: str, occurred_
         points_earned=earn.points, earn_breakdown=earn.breakdown, idempotency_key=key, fingerprint=request,
         staff_user=staff_user,
     )
+    issuer = partner_account or config.system_account(SystemAccount.ISSUANCE) or system_account(SystemAccount.ISSUANCE)
+    upgrade_to = tier_upgrade_due(member=member, purchase=purchase, current=tier, tiers=tiers, policy=policy, tz=tz) if fast else None
+    if fast and upgrade_to is None:
+        written = earn_write_one_statement(purchase=purchase, accounts=accounts, issuer=issuer,
+                                           expires_at=program.expires_at_for(occurred_at),
+                                           available_at=_available_at(program, occurred_at))
+        if written is None:  # the key or (store, external id) was taken: replay or refuse
+            return _purchase_existing(key=key, store=store, external_id=external_id, request=request)
+        purchase.tier_change = None
+        purchase.points_balance = accounts.points.balance
+        return purchase
+
+    purchase.save(force_insert=True)
     common = {"occurred_at": occurred_at, "source": TransferSource.PURCHASE, "purchase": purchase, "staff_user": staff_user}
     if points_paid_by is not None:
         purchase.payment_transfer = points_paid_by
@@ -141,20 +163,55 @@ def purchase_record(*, member: Member, store: Store, external_id: str, occurred_
         purchase.points_earned, purchase.earn_breakdown = earn.points, earn.breakdown
         purchase.save(update_fields=["points_earned", "earn_breakdown", "updated_at"])
     if earn.points:
-        available_at = occurred_at + dt.timedelta(days=program.pending_days) if program.pending_days else None
         points_credit(
-            accounts=accounts, from_account=partner_account or system_account(SystemAccount.ISSUANCE), amount=earn.points,
-            code=TransferCode.EARN, expires_at=program.expires_at_for(occurred_at), available_at=available_at,
+            accounts=accounts, from_account=issuer, amount=earn.points, code=TransferCode.EARN,
+            expires_at=program.expires_at_for(occurred_at), available_at=_available_at(program, occurred_at),
             idempotency_key=f"{key}:earn", breakdown=earn.breakdown, **common,
         )
-    if earn.points:
-        event_record(type=EventType.POINTS_EARNED, member=member, occurred_at=occurred_at, payload={
-            "purchase": purchase.pk, "store": store.code, "external_id": external_id, "points": earn.points,
-            "pending": bool(program.pending_days)})
+        event_record(type=EventType.POINTS_EARNED, member=member, occurred_at=occurred_at,
+                     payload=_earned_payload(purchase, program))
     if change is not None:
         tier_change_event(change=change)
     purchase.tier_change = change
+    purchase.points_balance = accounts.points.balance
     return purchase
+
+
+def _store_current(store: Store, config) -> Store:
+    """The caller's store as the fresh configuration knows it: an API caller's Store may come from an older
+    snapshot (``loyalty.api.purchases.store_for``), so an unknown one is looked up again by its code."""
+    known = config.stores_by_pk.get(store.pk)
+    if known is not None and known.code == store.code:
+        return known
+    current = config.stores_by_code.get(store.code) or Store.objects.filter(pk=store.pk, code=store.code).first()
+    if current is None:
+        raise StoreNotFound()
+    return current
+
+
+def _available_at(program, occurred_at: dt.datetime) -> dt.datetime | None:
+    return occurred_at + dt.timedelta(days=program.pending_days) if program.pending_days else None
+
+
+def _earned_payload(purchase: Purchase, program) -> dict:
+    return {"purchase": purchase.pk, "store": purchase.store.code, "external_id": purchase.external_id,
+            "points": purchase.points_earned, "pending": bool(program.pending_days)}
+
+
+def _purchase_existing(*, key: str, store: Store, external_id: str, request: str) -> Purchase | None:
+    """The purchase already recorded under this key (replayed: same request) or this store and reference
+    (refused as a duplicate); None when there is neither. One query."""
+    found = list(Purchase.objects.select_related("store").filter(
+        Q(idempotency_key=key) | Q(store=store, external_id=external_id)))
+    for existing in found:
+        if existing.idempotency_key == key:
+            replay_or_refuse(stored_fingerprint=existing.fingerprint, request_fingerprint=request)
+            existing.tier_change = None
+            existing.points_balance = None
+            return existing
+    if found:
+        raise DuplicatePurchase(store=store.code, external_id=external_id)
+    return None
 
 
 @transaction.atomic

@@ -169,6 +169,26 @@ def tier_set(*, member: Member, tier: Tier, reason: str, at: dt.datetime, tz, po
     )
 
 
+def tier_upgrade_due(*, member: Member, purchase: Purchase, current: Tier | None, tiers: list[Tier],
+                     policy: TierPolicy, tz) -> Tier | None:
+    """The tier an unsaved ``purchase`` would take the member up to at once, or None; writes nothing.
+
+    The same decision as ``tier_upgrade_after_purchase`` (figures of the window up to the purchase's time,
+    this purchase included), asked before the purchase is written so a plain earn can be one statement.
+    """
+    if not tiers or policy.window == TierWindow.CONSECUTIVE_MONTHS:
+        return None
+    if current is not None and current.rank == tiers[-1].rank:
+        return None
+    start = window_start(policy=policy, at=purchase.occurred_at, tz=tz)
+    spend, points = qualifying_figures(member_ids=[member.pk], start=start, end=purchase.occurred_at).get(
+        member.pk, (Decimal(0), 0))
+    target = tier_for_figures(tiers, spend=spend + _cents(purchase.total), points=points + purchase.points_earned)
+    if target is None or (current is not None and target.rank <= current.rank):
+        return None
+    return target
+
+
 def tier_upgrade_after_purchase(*, member: Member, purchase: Purchase, current: Tier | None, tiers: list[Tier],
                                 policy: TierPolicy, tz) -> TierChange | None:
     """Upgrade at once when this purchase takes the member over a higher tier's threshold.

@@ -1,0 +1,118 @@
+"""A plain earn as one SQL statement (PostgreSQL): purchase, transfer, lot, balance and outbox event.
+
+``purchase_record`` decides everything in Python first (rules, tier, expiry, pending, debt) while it holds
+the member's account lock; this module only writes the result, in one round trip, with data-modifying
+CTEs. The purchase insert is ``ON CONFLICT DO NOTHING``: when its idempotency key or its (store, external
+id) is already taken, nothing at all is written and the caller replays or refuses. Columns and values come
+from the models' own fields (``get_db_prep_save``), so the statement follows the schema; the result is the
+same rows ``transfer_post``/``points_credit``/``event_record`` would write (the tests compare both paths).
+See docs/decisions/0006-earn-hot-path.md.
+"""
+
+import datetime as dt
+
+from django.db import connection, models
+from django.utils import timezone
+
+from loyalty.models import (
+    Account,
+    Event,
+    EventType,
+    Lot,
+    Purchase,
+    Transfer,
+    TransferCode,
+    TransferSource,
+)
+from loyalty.services.ledger import MemberAccounts
+
+
+def _insert_select(model_obj: models.Model, *, refs: dict[str, tuple[str, list]], source: str | None) -> tuple[str, list]:
+    """``INSERT INTO <table> (<cols>) SELECT|VALUES …`` for an unsaved instance; ``refs`` maps a column to an
+    SQL expression over ``source`` and its parameters (e.g. ``{"purchase_id": ("p.id", [])}``)."""
+    opts = model_obj._meta
+    columns, values, params = [], [], []
+    for field in opts.concrete_fields:
+        if field.primary_key:
+            continue
+        columns.append(connection.ops.quote_name(field.column))
+        if field.attname in refs:
+            expression, expression_params = refs[field.attname]
+            values.append(expression)
+            params += expression_params
+            continue
+        value = field.pre_save(model_obj, add=True)
+        values.append(f"%s::{field.cast_db_type(connection)}")
+        params.append(field.get_db_prep_save(value, connection))
+    head = f"INSERT INTO {connection.ops.quote_name(opts.db_table)} ({', '.join(columns)})"
+    body = f"SELECT {', '.join(values)} FROM {source}" if source else f"VALUES ({', '.join(values)})"
+    return f"{head} {body}", params
+
+
+def earn_write_one_statement(*, purchase: Purchase, accounts: MemberAccounts, issuer: Account,
+                             expires_at: dt.datetime | None, available_at: dt.datetime | None) -> Purchase | None:
+    """Write ``purchase`` and its earn; None (nothing written) when the purchase's key or reference is taken.
+
+    Preconditions (checked by the caller): no points paid, no tier change, the member's accounts locked.
+    """
+    ctes, params = [], []
+    sql, p = _insert_select(purchase, refs={}, source=None)
+    ctes.append(f"p AS ({sql} ON CONFLICT DO NOTHING RETURNING id)")
+    params += p
+    amount = purchase.points_earned
+    transfer = lot = event = None
+    if amount:
+        pending = available_at is not None and available_at > purchase.occurred_at
+        target = accounts.pending if pending else accounts.points
+        settled = 0 if pending else min(amount, accounts.debt)
+        breakdown = dict(purchase.earn_breakdown)
+        if settled:
+            breakdown["debt_settled"] = settled
+        transfer = Transfer(
+            debit_account=issuer, credit_account=target, amount=amount, unit=issuer.unit, code=TransferCode.EARN,
+            occurred_at=purchase.occurred_at, idempotency_key=f"{purchase.idempotency_key}:earn",
+            source=TransferSource.PURCHASE, member=accounts.member, breakdown=breakdown,
+            staff_user=purchase.staff_user,
+        )
+        sql, p = _insert_select(transfer, refs={"purchase_id": ("p.id", [])}, source="p")
+        ctes.append(f"t AS ({sql} RETURNING id)")
+        params += p
+        lot = Lot(
+            account=target, amount=amount, remaining=amount - settled, earned_at=purchase.occurred_at,
+            expires_at=expires_at, pending=pending,
+            available_at=available_at if pending else purchase.occurred_at,
+        )
+        sql, p = _insert_select(lot, refs={"transfer_id": ("t.id", [])}, source="t")
+        ctes.append(f"l AS ({sql} RETURNING id)")
+        params += p
+        bumped = [(target, "credits_posted")] + ([] if issuer.is_system else [(issuer, "debits_posted")])
+        for i, (account, column) in enumerate(bumped):
+            ctes.append(
+                f"a{i} AS (UPDATE {Account._meta.db_table} SET {column} = {column} + %s, updated_at = %s "
+                f"WHERE id = %s AND EXISTS (SELECT 1 FROM p))"
+            )
+            params += [amount, timezone.now(), account.pk]
+        event = Event(type=EventType.POINTS_EARNED, member=accounts.member, occurred_at=purchase.occurred_at, payload={
+            "purchase": None, "store": purchase.store.code, "external_id": purchase.external_id, "points": amount,
+            "pending": available_at is not None})
+        payload = Event._meta.get_field("payload").get_db_prep_save(event.payload, connection)
+        sql, p = _insert_select(event, source="p", refs={
+            "payload": ("jsonb_set(%s::jsonb, '{purchase}', to_jsonb(p.id))", [payload])})
+        params += p
+        ctes.append(f"e AS ({sql} RETURNING id)")
+    select = "SELECT p.id" + (", (SELECT id FROM t), (SELECT id FROM l), (SELECT id FROM e)" if amount else "") + " FROM p"
+    with connection.cursor() as cursor:
+        cursor.execute(f"WITH {', '.join(ctes)} {select}", params)
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    purchase.pk = row[0]
+    purchase._state.adding = False
+    if amount:
+        transfer.pk, lot.pk, event.pk = row[1], row[2], row[3]
+        transfer.purchase_id = purchase.pk
+        lot.transfer = transfer
+        for account, column in bumped:
+            setattr(account, column, getattr(account, column) + amount)
+    return purchase
+
