@@ -7,8 +7,9 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from loyalty.api.idempotency import api_idempotency_key, idempotent
+from loyalty.api.lookups import member_by_id, store_for
 from loyalty.models import Scope
-from rewards.api.common import errors, id_field, member_get, money_out, path_id, store_for
+from rewards.api.common import errors, id_field, money_out, path_id
 from rewards.api.payments import IDEMPOTENCY_HEADER
 from rewards.exceptions import RedemptionNotFound
 from rewards.models import RedemptionStatus
@@ -77,7 +78,7 @@ class RewardListApi(APIView):
     def get(self, request):
         query = self.FilterSerializer(data=request.query_params)
         query.is_valid(raise_exception=True)
-        offers = reward_list_available(member=member_get(query.validated_data["member"]), now=timezone.now())
+        offers = reward_list_available(member=member_by_id(query.validated_data["member"]), now=timezone.now())
         return Response(RewardOfferOutputSerializer(offers, many=True).data)
 
 
@@ -108,7 +109,7 @@ class RedemptionCreateApi(APIView):
     def post(self, request):
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        redemption = redemption_create(member=member_get(data.validated_data["member"]),
+        redemption = redemption_create(member=member_by_id(data.validated_data["member"]),
                                        reward_id=data.validated_data["reward"], now=timezone.now(),
                                        idempotency_key=api_idempotency_key(request))
         return Response(RedemptionOutputSerializer(redemption).data, status=status.HTTP_201_CREATED)
@@ -152,7 +153,7 @@ class RedemptionFulfilApi(APIView):
     @extend_schema(
         operation_id="redemption_fulfil", request=InputSerializer, parameters=[IDEMPOTENCY_HEADER],
         responses={200: RedemptionOutputSerializer,
-                   **errors(e403="insufficient_scope, store_not_allowed", e404="redemption_not_found",
+                   **errors(e403="insufficient_scope, store_not_allowed", e404="redemption_not_found, store_not_found",
                             e409="redemption_state_conflict, idempotency_key_reused", e422="pickup_code_invalid")},
     )
     @idempotent

@@ -1,12 +1,10 @@
-"""What the spending endpoints share: input fields, member and store look-ups with store binding, error docs."""
+"""What the spending endpoints share: input fields, store visibility, error docs. Member and store look-ups are
+``loyalty.api.lookups`` (one contract for the whole API)."""
 
-from django.utils.translation import gettext_lazy as _
 from drf_spectacular.utils import OpenApiResponse
 from rest_framework import serializers
 
-from loyalty.api.auth import StoreNotAllowed
-from loyalty.exceptions import LoyaltyError, MemberNotFound
-from members.models import Member, Store
+from loyalty.exceptions import LoyaltyError
 
 MAX_ID = 2**63 - 1
 
@@ -29,29 +27,6 @@ def path_id(value: int, not_found: type[LoyaltyError]) -> int:
     if not 1 <= value <= MAX_ID:
         raise not_found()
     return value
-
-
-def member_get(member_id: int) -> Member:
-    member = Member.objects.filter(pk=member_id).first()
-    if member is None:
-        raise MemberNotFound()
-    return member
-
-
-def store_for(request, code: str | None) -> Store | None:
-    """The store a request acts at. A store-bound client acts only at its store (``code`` absent: its store);
-    an unbound client names one or none. An unknown code is a field error."""
-    bound = request.auth.store if request.auth.store_id else None
-    if code in (None, ""):
-        return bound
-    if bound is not None:
-        if code != bound.code:
-            raise StoreNotAllowed()
-        return bound
-    store = Store.objects.filter(code=code, is_active=True).first()
-    if store is None:
-        raise serializers.ValidationError({"store": [_("No active store has this code.")]})
-    return store
 
 
 def store_visible(request, store_id: int | None) -> bool:

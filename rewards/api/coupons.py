@@ -7,8 +7,9 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from loyalty.api.idempotency import api_idempotency_key, idempotent
+from loyalty.api.lookups import member_by_id, store_for
 from loyalty.models import Scope
-from rewards.api.common import errors, id_field, member_get, money_field, money_out, store_for
+from rewards.api.common import errors, id_field, money_field, money_out
 from rewards.api.payments import IDEMPOTENCY_HEADER
 from rewards.services.coupons import coupon_redeem, coupon_validate
 
@@ -51,13 +52,13 @@ class CouponInputSerializer(serializers.Serializer):
 
 
 def _coupon_args(request, values: dict) -> dict:
-    return {"code": values["code"], "member": member_get(values["member"]) if "member" in values else None,
+    return {"code": values["code"], "member": member_by_id(values["member"]) if "member" in values else None,
             "store": store_for(request, values.get("store")), "order_amount": values["order_amount"],
             "now": timezone.now(), "with_points": values["with_points"], "other_coupons": values["other_coupons"]}
 
 
 COUPON_ERRORS = {"e403": "insufficient_scope, store_not_allowed, coupon_not_yours",
-                 "e404": "member_not_found", "e409": "coupon_already_used",
+                 "e404": "member_not_found, store_not_found", "e409": "coupon_already_used",
                  "e422": "coupon_invalid, coupon_expired, coupon_not_yet_valid, coupon_not_applicable, coupon_void"}
 
 

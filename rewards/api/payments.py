@@ -7,15 +7,14 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from loyalty.api.idempotency import api_idempotency_key, idempotent
+from loyalty.api.lookups import member_by_id, store_for
 from loyalty.models import Scope
 from rewards.api.common import (
     errors,
     id_field,
-    member_get,
     money_field,
     money_out,
     path_id,
-    store_for,
     store_visible,
 )
 from rewards.exceptions import QuoteNotFound
@@ -57,7 +56,7 @@ class PointsQuoteCreateApi(APIView):
     @extend_schema(
         operation_id="points_quote_create", request=InputSerializer, parameters=[IDEMPOTENCY_HEADER],
         responses={201: PointsQuoteOutputSerializer,
-                   **errors(e403="insufficient_scope, store_not_allowed", e404="member_not_found",
+                   **errors(e403="insufficient_scope, store_not_allowed", e404="member_not_found, store_not_found",
                             e409="idempotency_key_reused, idempotency_key_in_use",
                             e422="insufficient_points, points_payment_not_allowed, member_frozen")},
         examples=[OpenApiExample("Use 500 points", request_only=True,
@@ -72,7 +71,7 @@ class PointsQuoteCreateApi(APIView):
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         values = data.validated_data
-        quote = points_quote_create(member=member_get(values["member"]), order_amount=values["order_amount"],
+        quote = points_quote_create(member=member_by_id(values["member"]), order_amount=values["order_amount"],
                                     now=timezone.now(), store=store_for(request, values.get("store")),
                                     points=values.get("points"))
         return Response(PointsQuoteOutputSerializer(quote).data, status=status.HTTP_201_CREATED)
@@ -102,7 +101,7 @@ class PointsQuoteCommitApi(APIView):
         row = PointsQuote.objects.filter(pk=quote_id).values("store_id").first()
         if row is None or not store_visible(request, row["store_id"]):
             raise QuoteNotFound()
-        member = member_get(data.validated_data["member"]) if "member" in data.validated_data else None
+        member = member_by_id(data.validated_data["member"]) if "member" in data.validated_data else None
         quote = points_quote_commit(quote_id=quote_id, member=member, now=timezone.now(),
                                     idempotency_key=api_idempotency_key(request),
                                     partner_account=request.auth.partner_account)  # a partner accepts the points

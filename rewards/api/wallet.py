@@ -8,16 +8,15 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from loyalty.api.idempotency import api_idempotency_key, idempotent
+from loyalty.api.lookups import member_by_id, store_for
 from loyalty.exceptions import NotFound
 from loyalty.models import Scope
 from rewards.api.common import (
     errors,
     id_field,
-    member_get,
     money_field,
     money_out,
     path_id,
-    store_for,
     store_visible,
 )
 from rewards.api.payments import IDEMPOTENCY_HEADER
@@ -83,7 +82,7 @@ class WalletTopUpCreateApi(APIView):
     @extend_schema(
         operation_id="wallet_topup_create", request=InputSerializer, parameters=[IDEMPOTENCY_HEADER],
         responses={201: TopUpOutputSerializer,
-                   **errors(e403="insufficient_scope, store_not_allowed", e404="member_not_found",
+                   **errors(e403="insufficient_scope, store_not_allowed", e404="member_not_found, store_not_found",
                             e409="idempotency_key_reused, idempotency_key_in_use", e422="member_frozen")},
         examples=[OpenApiExample("Top up 100", request_only=True,
                                  value={"member": 42, "amount": "100.00", "reference": "PAY-8812", "store": "SH001"}),
@@ -97,7 +96,7 @@ class WalletTopUpCreateApi(APIView):
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         values = data.validated_data
-        topup = wallet_topup(member=member_get(values["member"]), amount=values["amount"], now=timezone.now(),
+        topup = wallet_topup(member=member_by_id(values["member"]), amount=values["amount"], now=timezone.now(),
                              store=store_for(request, values.get("store")), reference=values["reference"],
                              idempotency_key=api_idempotency_key(request))
         return Response(TopUpOutputSerializer(topup).data, status=status.HTTP_201_CREATED)
@@ -118,7 +117,7 @@ class WalletSpendCreateApi(APIView):
     @extend_schema(
         operation_id="wallet_spend_create", request=InputSerializer, parameters=[IDEMPOTENCY_HEADER],
         responses={201: WalletSpendOutputSerializer,
-                   **errors(e403="insufficient_scope, store_not_allowed", e404="member_not_found",
+                   **errors(e403="insufficient_scope, store_not_allowed", e404="member_not_found, store_not_found",
                             e409="idempotency_key_reused, idempotency_key_in_use",
                             e422="insufficient_stored_value, member_frozen")},
         examples=[OpenApiExample("Spend", request_only=True, value={"member": 42, "amount": "35.50",
@@ -129,7 +128,7 @@ class WalletSpendCreateApi(APIView):
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         values = data.validated_data
-        spend = wallet_spend(member=member_get(values["member"]), amount=values["amount"], now=timezone.now(),
+        spend = wallet_spend(member=member_by_id(values["member"]), amount=values["amount"], now=timezone.now(),
                              store=store_for(request, values.get("store")), reference=values["reference"],
                              idempotency_key=api_idempotency_key(request))
         return Response(WalletSpendOutputSerializer(spend).data, status=status.HTTP_201_CREATED)

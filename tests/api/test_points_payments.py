@@ -166,7 +166,7 @@ def test_a_store_bound_client_quotes_at_its_store_and_commits_only_its_quotes(ap
     assert post(bound, f"{QUOTES}/{body['id']}/commit", {}).status_code == 200
 
 
-def test_an_unknown_store_is_a_field_error(api, member):
-    error = assert_error(post(api, QUOTES, {"member": member.pk, "order_amount": "10.00", "store": "NOPE"}),
-                         400, "invalid_request")
-    assert "store" in error["details"]
+def test_an_unknown_store_is_not_found_as_in_every_endpoint(api, member):
+    """One contract (loyalty/api/lookups.py): the store a request acts at, unknown → 404 store_not_found."""
+    assert_error(post(api, QUOTES, {"member": member.pk, "order_amount": "10.00", "store": "NOPE"}),
+                 404, "store_not_found")
