@@ -136,6 +136,8 @@ CACHES = {
 }
 
 # ---- API ----
+# Requests with a bad or missing API key, per client address and minute, before 429 (0: no limit).
+API_AUTH_FAILURES_PER_MINUTE = env.int("API_AUTH_FAILURES_PER_MINUTE", default=60)
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["loyalty.api.auth.ApiKeyAuthentication"],
     "DEFAULT_PERMISSION_CLASSES": ["loyalty.api.auth.HasScope"],

@@ -18,6 +18,15 @@ def local(*args) -> dt.datetime:
     return dt.datetime(*args, tzinfo=SHANGHAI)
 
 
+@pytest.fixture(autouse=True)
+def _cache_cleared():
+    """Rate-limit counters and other cached state never leak from one test into the next."""
+    from django.core.cache import cache
+
+    cache.clear()
+    yield
+
+
 @pytest.fixture
 def now() -> dt.datetime:
     return local(2026, 3, 4, 10, 0)

@@ -6,6 +6,7 @@ from django.utils.translation import gettext_lazy as _
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import authentication, exceptions, permissions
 
+from loyalty.api.throttling import auth_failure_record, auth_failures_check
 from loyalty.exceptions import LoyaltyError
 from loyalty.models import ApiClient
 from loyalty.services.api_clients import api_key_hash
@@ -19,18 +20,22 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
     keyword = "Bearer"
 
     def authenticate(self, request):
+        auth_failures_check(request)
         header = authentication.get_authorization_header(request).decode("latin-1").strip()
         if not header:
-            return None
+            return None  # HasScope refuses it (and counts it as a failure)
         parts = header.split()
         if len(parts) != 2 or parts[0] != self.keyword:
+            auth_failure_record(request)
             raise exceptions.AuthenticationFailed(_("Use the header “Authorization: Bearer <API key>”."))
         key = parts[1]
         prefix = "_".join(key.split("_")[:2])
         client = ApiClient.objects.select_related("store", "partner_account").filter(key_prefix=prefix).first()
         if client is None or not hmac.compare_digest(client.key_hash, api_key_hash(key)):
+            auth_failure_record(request)
             raise exceptions.AuthenticationFailed(_("The API key is not valid."))
         if not client.is_active:
+            auth_failure_record(request)
             raise exceptions.AuthenticationFailed(_("The API key was revoked."))
         now = timezone.now()
         if client.last_used_at is None or now - client.last_used_at > LAST_USED_RESOLUTION:
@@ -57,6 +62,7 @@ class HasScope(permissions.BasePermission):
     def has_permission(self, request, view) -> bool:
         client = request.auth
         if not isinstance(client, ApiClient):
+            auth_failure_record(request)
             raise exceptions.NotAuthenticated()
         scope = getattr(view, "required_scope", None)
         if scope is None:

@@ -96,3 +96,19 @@ def test_twenty_concurrent_requests_against_a_limit_of_ten_let_exactly_ten_throu
         statuses = list(pool.map(call, range(n)))
     close_old_connections()
     assert sorted(statuses) == [200] * 10 + [429] * 10
+
+
+def test_an_address_sending_bad_keys_is_slowed_down(db, clock, settings):
+    settings.API_AUTH_FAILURES_PER_MINUTE = 5
+    _client, good = client_with_limit(0)
+    guesser = APIClient()
+    guesser.credentials(HTTP_AUTHORIZATION="Bearer lk_guess_nothing")
+
+    answers = [guesser.get(URL).status_code for _ in range(5)] + [APIClient().get(URL).status_code]
+
+    assert answers == [401] * 5 + [429]  # no key at all counts too, and the sixth is refused before any look-up
+    refused = good.get(URL, REMOTE_ADDR="127.0.0.1")
+    assert_error(refused, 429, "rate_limited")  # the address, not the key, is limited: even a good key waits
+    assert good.get(URL, REMOTE_ADDR="10.0.0.7").status_code == 200  # another address is not affected
+    clock[0] += 60
+    assert guesser.get(URL).status_code == 401  # a new window: guessing is possible again, slowly
