@@ -19,6 +19,13 @@ def local(*args) -> dt.datetime:
 
 
 @pytest.fixture(autouse=True)
+def _fast_password_hasher(settings):
+    """Hashing is not what the tests test: the default hasher costs about a second per password here."""
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher",
+                                 "django.contrib.auth.hashers.PBKDF2PasswordHasher"]
+
+
+@pytest.fixture(autouse=True)
 def _cache_cleared():
     """Rate-limit counters and other cached state never leak from one test into the next."""
     from django.core.cache import cache

@@ -44,7 +44,6 @@ def browser_settings(settings):
     settings.STORAGES = {**settings.STORAGES,
                          "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"}}
     settings.PORTAL_SMS_BACKEND = "tests.browser.sms.Outbox"
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
     Outbox.messages.clear()
     return settings
 

@@ -96,12 +96,6 @@ def _state(member_pks) -> dict:
     return state
 
 
-@pytest.fixture(autouse=True)
-def fast_hasher(settings):
-    """Signing members in is not what is tested here: a fast hasher keeps the many cases quick."""
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
-
 @pytest.fixture
 def world(portal_member, other_member):
     program = program_setup()

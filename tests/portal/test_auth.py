@@ -26,8 +26,6 @@ FAILED = "The phone number or the password is not right."
 
 @pytest.fixture(autouse=True)
 def portal_settings(settings):
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher",
-                                 "django.contrib.auth.hashers.PBKDF2PasswordHasher"]
     settings.PORTAL_SMS_BACKEND = "members.sms.MemoryBackend"
     cache.clear()
     MemoryBackend.outbox.clear()

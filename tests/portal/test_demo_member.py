@@ -21,7 +21,6 @@ pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("audit_clean")]
 @pytest.fixture(autouse=True)
 def var_dir(settings, tmp_path):
     settings.VAR_DIR = tmp_path
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
     return tmp_path
 
 

@@ -20,12 +20,6 @@ from tests.factories import MemberFactory
 pytestmark = pytest.mark.django_db
 
 
-@pytest.fixture(autouse=True)
-def fast_hasher(settings):
-    """Passwords are not what is tested here."""
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
-
 T0 = dt.datetime(2026, 3, 4, 2, 0, 0, tzinfo=dt.UTC)  # on a minute boundary
 
 

@@ -5,7 +5,6 @@ import re
 from decimal import Decimal
 
 import pytest
-from django.core.cache import cache
 from django.test import Client
 from django.utils import timezone
 
@@ -22,12 +21,6 @@ from tests.portal.conftest import PORTAL_PASSWORD, client_for
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("audit_clean")]
 
 NEW_PASSWORD = "Quiet-Harbour-77"
-
-
-@pytest.fixture(autouse=True)
-def fast_hashes(settings):
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-    cache.clear()
 
 
 def form(member, **changes):

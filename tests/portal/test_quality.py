@@ -29,8 +29,7 @@ ACTION_ATTRIBUTES = ("onclick", "hx-post", "hx-put", "hx-patch", "hx-delete")
 
 
 @pytest.fixture(autouse=True)
-def fast_hasher_plain_static(settings):
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+def plain_static(settings):
     settings.STORAGES = {**settings.STORAGES,
                          "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"}}
 
