@@ -6,8 +6,8 @@ event in the outbox — so ``ledger_audit`` stays clean. Only the write path dif
 
 * PostgreSQL: members are streamed with ``COPY … FROM STDIN`` (text format, one buffer per 50,000 rows);
   accounts and events are made server-side with ``INSERT … SELECT`` from the new members (no round trip
-  per row). A million members with their two million accounts and events: about a minute on an idle 2-core
-  machine, about three on a busy one (measured: 100,000 in 13 s at load average 7).
+  per row). A million members with their two million accounts and events: 100 s on the 2-core box with other
+  work running (load average 3), a third of it the deferred foreign-key checks at commit.
 * SQLite: ``bulk_create`` in batches (executemany-sized multi-row INSERTs).
 
 Bulk members are recognisable and never collide with enrolled ones: member numbers start with ``0``
