@@ -18,6 +18,7 @@ from loyalty.models import (
     NegativeBalancePolicy,
     Transfer,
     TransferCode,
+    TransferSource,
     Unit,
 )
 from loyalty.rules import rule_set_compile, rule_set_in_force
@@ -112,6 +113,8 @@ def transfer_describe(*, transfer: Transfer) -> str:
         text = _("Lucky draw: %(reason)s") % {"reason": transfer.reason} if transfer.reason else _("Lucky draw")
     elif code == TransferCode.PRIZE:
         text = _("Lucky draw prize: %(reason)s") % {"reason": transfer.reason} if transfer.reason else _("Lucky draw prize")
+    elif code == TransferCode.ADJUST and transfer.source == TransferSource.MEMBER:
+        text = transfer.reason  # the member's own action, e.g. closing the account
     elif code == TransferCode.ADJUST:
         who = transfer.staff_user.get_username() if transfer.staff_user else _("system")
         text = _("Adjustment by %(who)s: %(reason)s") % {"who": who, "reason": transfer.reason}

@@ -15,6 +15,7 @@ from members.models import BaseModel, Member
 
 class EventType(models.TextChoices):
     MEMBER_CREATED = "member.created", _("Member created")
+    MEMBER_CLOSED = "member.closed", _("Member closed the account")
     POINTS_EARNED = "points.earned", _("Points earned")
     POINTS_REDEEMED = "points.redeemed", _("Points redeemed")
     POINTS_ADJUSTED = "points.adjusted", _("Points adjusted")

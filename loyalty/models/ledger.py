@@ -135,6 +135,7 @@ class TransferSource(models.TextChoices):
     REDEMPTION = "REDEMPTION", _("Reward redemption")
     WALLET = "WALLET", _("Stored value")
     DRAW = "DRAW", _("Lucky draw")
+    MEMBER = "MEMBER", _("Member (portal)")
 
 
 class Transfer(models.Model):

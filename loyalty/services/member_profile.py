@@ -11,7 +11,8 @@ from django.utils.translation import gettext_lazy as _
 
 from loyalty.exceptions import InvalidInput, LoyaltyError
 from loyalty.locks import member_accounts_lock
-from loyalty.models import AccountKind, Lot, TransferSource
+from loyalty.models import AccountKind, EventType, Lot, TransferSource
+from loyalty.services.events import event_record
 from loyalty.services.points import points_adjust
 from loyalty.services.program import program_settings_get
 from loyalty.validation import text_clean
@@ -96,9 +97,10 @@ def member_close(*, member: Member, now: dt.datetime) -> Member:
         date = formats.date_format(last.astimezone(program_settings_get().tz).date()) if last else ""
         raise PendingPointsNotReleased(points=pending.balance, date=date)
     points = locked.get(AccountKind.MEMBER_POINTS)
-    if points is not None and points.balance > 0:
-        points_adjust(member=member, points=-points.balance, reason=CLOSE_FORFEIT_REASON, staff_user=None,
-                      idempotency_key=f"member-close:{member.pk}", now=now, source=TransferSource.API)
+    forfeited = max(0, points.balance) if points is not None else 0
+    if forfeited:
+        points_adjust(member=member, points=-forfeited, reason=CLOSE_FORFEIT_REASON, staff_user=None,
+                      idempotency_key=f"member-close:{member.pk}", now=now, source=TransferSource.MEMBER)
     if member.marketing_consent:
         member.consent_updated_at = now
     member.name = CLOSED_MEMBER_NAME
@@ -112,4 +114,6 @@ def member_close(*, member: Member, now: dt.datetime) -> Member:
                                "status", "closed_at", "updated_at"])
     OneTimeCode.objects.filter(member=member).delete()
     MemberLogin.objects.filter(member=member).delete()
+    event_record(type=EventType.MEMBER_CLOSED, member=member, occurred_at=now,
+                 payload={"member_number": member.member_number, "points_forfeited": forfeited})
     return member

@@ -9,8 +9,8 @@ from django.test import Client
 from django.utils import timezone
 
 from loyalty.exceptions import MemberClosed
-from loyalty.models import Transfer, TransferCode
-from loyalty.selectors import member_points_summary
+from loyalty.models import Event, Transfer, TransferCode
+from loyalty.selectors import member_points_summary, transfer_describe
 from loyalty.services import points_adjust
 from loyalty.services.member_profile import AccountAlreadyClosed, member_close
 from members.models import Member, MemberLogin, MemberStatus, OneTimeCode, OneTimeCodePurpose
@@ -197,7 +197,10 @@ class TestClose:
         assert not MemberLogin.objects.filter(pk=member.pk).exists()
         assert not OneTimeCode.objects.filter(member=member).exists()
         forfeit = Transfer.objects.get(member=member, code=TransferCode.ADJUST, amount=250, staff_user=None)
-        assert "forfeited" in forfeit.reason
+        assert "forfeited" in forfeit.reason and forfeit.source == "MEMBER"
+        assert transfer_describe(transfer=forfeit) == forfeit.reason  # the member's own action, not "by system"
+        closed = Event.objects.get(member=member, type="member.closed")
+        assert closed.payload == {"member_number": member.member_number, "points_forfeited": 250}
         assert member_points_summary(member=member, now=timezone.now()).available == 0
         assert portal_client.get("/portal/me/").status_code == 302
         assert second_device.get("/portal/me/").status_code == 302
