@@ -1,7 +1,8 @@
 """The member code the portal shows at the counter: 18 digits that change every minute.
 
-``member_code_current`` gives 12 digits of the member's id followed by 6 digits of a time-based
-HMAC (the HOTP truncation of RFC 4226 over ``"<member pk>:<60-second step>"``, keyed by a key derived
+``member_code_current`` gives 12 digits that stand for the member's id — the id through a keyed
+permutation (a small Feistel network over 40 bits, cycle-walked into 12 digits), so codes look random and
+do not tell how many members there are — followed by 6 digits of a time-based HMAC (the HOTP truncation of RFC 4226 over ``"<member pk>:<60-second step>"``, keyed by a key derived
 from ``settings.SECRET_KEY`` with its own purpose string). A screenshot stops working after at most
 two minutes: ``member_code_resolve`` accepts the code of the current step and of the one just before
 (so a code shown a moment before the minute turns still scans), nothing older and nothing from the
@@ -39,11 +40,39 @@ def _otp(member_pk: int, step: int) -> str:
     return f"{value % 10**OTP_DIGITS:0{OTP_DIGITS}d}"
 
 
+_HALF_BITS = 20
+_HALF_MASK = (1 << _HALF_BITS) - 1
+_ROUNDS = 4
+
+
+def _round(half: int, i: int) -> int:
+    return int.from_bytes(salted_hmac(_PURPOSE + ".id", f"{i}:{half}", algorithm="sha256").digest()[:3], "big") & _HALF_MASK
+
+
+def _feistel(n: int, *, inverse: bool) -> int:
+    left, right = n >> _HALF_BITS, n & _HALF_MASK
+    if not inverse:
+        for i in range(_ROUNDS):
+            left, right = right, left ^ _round(right, i)
+    else:
+        for i in reversed(range(_ROUNDS)):
+            left, right = right ^ _round(left, i), left
+    return (left << _HALF_BITS) | right
+
+
+def member_id_mask(member_pk: int, *, inverse: bool = False) -> int:
+    """A keyed one-to-one map of 0 … 10**12 - 1 onto itself (cycle walking keeps it in 12 digits)."""
+    n = _feistel(member_pk, inverse=inverse)
+    while n >= 10**ID_DIGITS:
+        n = _feistel(n, inverse=inverse)
+    return n
+
+
 def member_code_current(*, member: Member, now: dt.datetime) -> str:
     """The member's code for the minute ``now`` falls in: 18 ASCII digits."""
     if not 0 < member.pk < 10**ID_DIGITS:
         raise ValueError("member id does not fit in a member code")
-    return f"{member.pk:0{ID_DIGITS}d}{_otp(member.pk, _step(now))}"
+    return f"{member_id_mask(member.pk):0{ID_DIGITS}d}{_otp(member.pk, _step(now))}"
 
 
 def member_code_valid_until(*, now: dt.datetime) -> dt.datetime:
@@ -74,7 +103,7 @@ def member_code_resolve(*, code: str, now: dt.datetime) -> Member | None:
     code = _SEPARATORS.sub("", code)
     if not _CODE.fullmatch(code):
         return None
-    member_pk, given = int(code[:ID_DIGITS]), code[ID_DIGITS:]
+    member_pk, given = member_id_mask(int(code[:ID_DIGITS]), inverse=True), code[ID_DIGITS:]
     if member_pk == 0:
         return None
     step = _step(now)

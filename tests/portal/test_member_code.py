@@ -13,6 +13,7 @@ from members.member_code import (
     member_code_groups,
     member_code_resolve,
     member_code_valid_until,
+    member_id_mask,
 )
 from members.models import MemberStatus
 from tests.factories import MemberFactory
@@ -27,7 +28,7 @@ class TestRotation:
     def test_shape(self, portal_member):
         code = member_code_current(member=portal_member, now=T0)
         assert re.fullmatch(r"[0-9]{18}", code)
-        assert int(code[:12]) == portal_member.pk
+        assert member_id_mask(int(code[:12]), inverse=True) == portal_member.pk
         assert member_code_groups(code) == f"{code[:4]} {code[4:8]} {code[8:12]} {code[12:15]} {code[15:]}"
 
     def test_same_within_a_step_and_new_in_the_next(self, portal_member):
@@ -68,7 +69,7 @@ class TestRotation:
         lambda c: c[:-1] + str((int(c[-1]) + 1) % 10),  # one digit off
         lambda c: c[:12] + "abcdef",
         lambda c: "".join(chr(0x0660 + int(d)) for d in c),  # Arabic-Indic digits
-        lambda c: "000000000000" + c[12:],  # id 0
+        lambda c: f"{member_id_mask(0):012d}" + c[12:],  # id 0
         lambda c: "",
         lambda c: None,
         lambda c: int(c),
@@ -79,7 +80,7 @@ class TestRotation:
 
     def test_another_members_id_with_this_hmac_is_refused(self, portal_member, other_member):
         code = member_code_current(member=portal_member, now=T0)
-        assert member_code_resolve(code=f"{other_member.pk:012d}{code[12:]}", now=T0) is None
+        assert member_code_resolve(code=f"{member_id_mask(other_member.pk):012d}{code[12:]}", now=T0) is None
 
     def test_closed_member_resolves_to_nobody(self, portal_member):
         code = member_code_current(member=portal_member, now=T0)
@@ -143,3 +144,12 @@ class TestCounterSearch:
     def test_other_searches_still_work(self, admin_client, portal_member):
         assert self.found(admin_client, portal_member.member_number) == [portal_member]
         assert self.found(admin_client, portal_member.phone) == [portal_member]
+
+
+def test_the_id_digits_are_a_permutation_that_hides_the_member_count():
+    ids = list(range(1, 2001)) + [10**12 - 1, 999_999_999_999 // 7]
+    masked = [member_id_mask(pk) for pk in ids]
+    assert all(0 <= m < 10**12 for m in masked)
+    assert len(set(masked)) == len(ids)  # one-to-one
+    assert [member_id_mask(m, inverse=True) for m in masked] == ids
+    assert sum(m < 10**9 for m in masked[:2000]) < 20  # small ids do not look small
