@@ -95,3 +95,11 @@ class IdempotencyKeyInUse(LoyaltyError):
     code = "idempotency_key_in_use"
     default_message = _("A request with this idempotency key is still being processed; retry shortly.")
     http_status = 409
+
+
+class StoreNotAllowed(LoyaltyError):
+    """A store-bound API client acting at another store."""
+
+    code = "store_not_allowed"
+    default_message = _("This API key is bound to another store.")
+    http_status = 403

@@ -8,7 +8,7 @@ import datetime as dt
 from decimal import Decimal
 from typing import Any
 
-from django.db.models import Sum
+from django.db.models import Q, Sum
 from django.utils.translation import gettext as _
 
 from loyalty.earning import CapUsage, CompiledModifier, CompiledRuleSet, MemberFacts
@@ -78,12 +78,14 @@ def cap_usage(*, member: Member, at: dt.datetime, tz, rules: CompiledRuleSet) ->
     week_start = day_start - dt.timedelta(days=local.weekday())
     month_start = day_start.replace(day=1)
     start = min(week_start, month_start)
-    rows = Purchase.objects.filter(member=member, occurred_at__gte=start, occurred_at__lt=day_start + dt.timedelta(days=1))
-
-    def total(since):
-        return rows.filter(occurred_at__gte=since).aggregate(s=Sum("points_earned"))["s"] or 0
-
-    return CapUsage(day=total(day_start), week=total(week_start), month=total(month_start))
+    totals = Purchase.objects.filter(
+        member=member, occurred_at__gte=start, occurred_at__lt=day_start + dt.timedelta(days=1)
+    ).aggregate(  # one query: FILTER clauses on PostgreSQL, CASE on SQLite
+        day=Sum("points_earned", filter=Q(occurred_at__gte=day_start)),
+        week=Sum("points_earned", filter=Q(occurred_at__gte=week_start)),
+        month=Sum("points_earned", filter=Q(occurred_at__gte=month_start)),
+    )
+    return CapUsage(day=totals["day"] or 0, week=totals["week"] or 0, month=totals["month"] or 0)
 
 
 # ---- VALIDATION ----

@@ -30,7 +30,10 @@ def _cache_cleared():
     """Rate-limit counters and other cached state never leak from one test into the next."""
     from django.core.cache import cache
 
+    from loyalty.api.auth import api_client_cache_clear
+
     cache.clear()
+    api_client_cache_clear()  # API clients are kept per process for a few seconds
     yield
 
 

@@ -1,17 +1,46 @@
 import datetime as dt
 import hmac
+import time
 
+from django.db.models.signals import post_delete, post_save
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import authentication, exceptions, permissions
 
 from loyalty.api.throttling import auth_failure_record, auth_failures_check
-from loyalty.exceptions import LoyaltyError
 from loyalty.models import ApiClient
 from loyalty.services.api_clients import api_key_hash
 
 LAST_USED_RESOLUTION = dt.timedelta(minutes=1)  # at most one write per client per minute for "last used"
+
+
+CLIENT_CACHE_SECONDS = 5.0
+_clients: dict[str, tuple[float, ApiClient]] = {}
+
+
+def api_client_by_prefix(prefix: str) -> ApiClient | None:
+    """The client with this key prefix, kept in this process for ``CLIENT_CACHE_SECONDS``: a key's lookup
+    is then no query at all on most requests. A change to a client (revocation, scopes, store, rate limit)
+    reaches this process at once (signal below) and every other process within that time (docs/api.md)."""
+    now = time.monotonic()
+    hit = _clients.get(prefix)
+    if hit is not None and now - hit[0] < CLIENT_CACHE_SECONDS:
+        return hit[1]
+    client = ApiClient.objects.select_related("store", "partner_account").filter(key_prefix=prefix).first()
+    if client is not None:
+        if len(_clients) > 10_000:  # bounded: stale entries of many clients are simply dropped
+            _clients.clear()
+        _clients[prefix] = (now, client)
+    return client
+
+
+def api_client_cache_clear(**_kwargs) -> None:
+    _clients.clear()
+
+
+post_save.connect(api_client_cache_clear, sender=ApiClient, dispatch_uid="api_client_cache_clear_save")
+post_delete.connect(api_client_cache_clear, sender=ApiClient, dispatch_uid="api_client_cache_clear_delete")
 
 
 class ApiKeyAuthentication(authentication.BaseAuthentication):
@@ -30,7 +59,7 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
             raise exceptions.AuthenticationFailed(_("Use the header “Authorization: Bearer <API key>”."))
         key = parts[1]
         prefix = "_".join(key.split("_")[:2])
-        client = ApiClient.objects.select_related("store", "partner_account").filter(key_prefix=prefix).first()
+        client = api_client_by_prefix(prefix)
         if client is None or not hmac.compare_digest(client.key_hash, api_key_hash(key)):
             auth_failure_record(request)
             raise exceptions.AuthenticationFailed(_("The API key is not valid."))
@@ -40,6 +69,7 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
         now = timezone.now()
         if client.last_used_at is None or now - client.last_used_at > LAST_USED_RESOLUTION:
             ApiClient.objects.filter(pk=client.pk).update(last_used_at=now)
+            client.last_used_at = now
         return (None, client)
 
     def authenticate_header(self, request) -> str:
@@ -71,11 +101,3 @@ class HasScope(permissions.BasePermission):
             self.message = _("This API key lacks the scope “%(scope)s”.") % {"scope": scope}
             return False
         return True
-
-
-class StoreNotAllowed(LoyaltyError):
-    """A store-bound client acting at another store."""
-
-    code = "store_not_allowed"
-    default_message = _("This API key is bound to another store.")
-    http_status = 403

@@ -8,9 +8,8 @@ member's attribute (``home_store``) is a field error (400), since it is data, no
 
 from django.core.exceptions import ValidationError as DjangoValidationError
 
-from loyalty.api.auth import StoreNotAllowed
 from loyalty.config import config_snapshot_last
-from loyalty.exceptions import MemberNotFound, StoreNotFound
+from loyalty.exceptions import MemberNotFound, StoreNotAllowed, StoreNotFound
 from members.models import Member, Store
 from members.services import phone_normalise
 

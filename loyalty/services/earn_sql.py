@@ -10,6 +10,7 @@ See docs/decisions/0006-earn-hot-path.md.
 """
 
 import datetime as dt
+import functools
 
 from django.db import connection, models
 from django.utils import timezone
@@ -27,26 +28,39 @@ from loyalty.models import (
 from loyalty.services.ledger import MemberAccounts
 
 
-def _insert_select(model_obj: models.Model, *, refs: dict[str, tuple[str, list]], source: str | None) -> tuple[str, list]:
-    """``INSERT INTO <table> (<cols>) SELECT|VALUES …`` for an unsaved instance; ``refs`` maps a column to an
-    SQL expression over ``source`` and its parameters (e.g. ``{"purchase_id": ("p.id", [])}``)."""
-    opts = model_obj._meta
-    columns, values, params = [], [], []
-    for field in opts.concrete_fields:
+@functools.lru_cache(maxsize=32)
+def _insert_sql(model: type[models.Model], refs: tuple[tuple[str, str], ...], source: str | None,
+                vendor: str) -> tuple[str, tuple[models.Field | str, ...]]:
+    """The statement text for ``model`` (built once per process) and, per value slot, the field whose
+    value goes there or the attname of a ``refs`` expression."""
+    expressions = dict(refs)
+    columns, values, slots = [], [], []
+    for field in model._meta.concrete_fields:
         if field.primary_key:
             continue
         columns.append(connection.ops.quote_name(field.column))
-        if field.attname in refs:
-            expression, expression_params = refs[field.attname]
-            values.append(expression)
-            params += expression_params
+        if field.attname in expressions:
+            values.append(expressions[field.attname])
+            slots.append(field.attname)
             continue
-        value = field.pre_save(model_obj, add=True)
-        values.append(f"%s::{field.cast_db_type(connection)}")
-        params.append(field.get_db_prep_save(value, connection))
-    head = f"INSERT INTO {connection.ops.quote_name(opts.db_table)} ({', '.join(columns)})"
+        values.append(f"%s::{field.cast_db_type(connection)}" if source else "%s")
+        slots.append(field)
+    head = f"INSERT INTO {connection.ops.quote_name(model._meta.db_table)} ({', '.join(columns)})"
     body = f"SELECT {', '.join(values)} FROM {source}" if source else f"VALUES ({', '.join(values)})"
-    return f"{head} {body}", params
+    return f"{head} {body}", tuple(slots)
+
+
+def _insert_select(model_obj: models.Model, *, refs: dict[str, tuple[str, list]], source: str | None) -> tuple[str, list]:
+    """``INSERT INTO <table> (<cols>) SELECT|VALUES …`` for an unsaved instance; ``refs`` maps a column to an
+    SQL expression over ``source`` and its parameters (e.g. ``{"purchase_id": ("p.id", [])}``)."""
+    sql, slots = _insert_sql(type(model_obj), tuple((k, e) for k, (e, _p) in refs.items()), source, connection.vendor)
+    params = []
+    for slot in slots:
+        if isinstance(slot, str):
+            params += refs[slot][1]
+        else:
+            params.append(slot.get_db_prep_save(slot.pre_save(model_obj, add=True), connection))
+    return sql, params
 
 
 def earn_write_one_statement(*, purchase: Purchase, accounts: MemberAccounts, issuer: Account,

@@ -1,17 +1,28 @@
 """Ledger primitives. Callers hold the member's account locks (``loyalty.locks``) and an atomic block."""
 
 import datetime as dt
+import functools
 from dataclasses import dataclass
 from typing import Any
 
 from django.core.exceptions import ObjectDoesNotExist, ValidationError
-from django.db import transaction
+from django.db import connection, models, transaction
 from django.db.models import F, Q, Subquery
 from django.utils import timezone
 
 from loyalty.exceptions import InsufficientPoints, LoyaltyError, MemberClosed, MemberFrozen, MemberNotFound
 from loyalty.locks import POINTS_KINDS
-from loyalty.models import Account, AccountKind, ConfigVersion, Lot, MemberTier, SystemAccount, Transfer, Unit
+from loyalty.models import (
+    Account,
+    AccountKind,
+    ConfigVersion,
+    Lot,
+    MemberTier,
+    SystemAccount,
+    Tier,
+    Transfer,
+    Unit,
+)
 from members.models import Member, MemberStatus
 from members.services import phone_normalise
 
@@ -53,6 +64,19 @@ class MemberRef:
     phone: str | None = None
     member_number: str | None = None
 
+    def column_value(self) -> tuple[str, Any] | None:
+        """The member column and value to look for; None when the reference cannot match anyone."""
+        if self.id is not None:
+            return "id", self.id
+        if self.phone is not None:
+            try:
+                return "phone", phone_normalise(phone=self.phone)
+            except ValidationError:
+                return None
+        if self.member_number is not None:
+            return "member_number", self.member_number
+        return None
+
     def lookup(self) -> Q | None:
         """The accounts filter; None when the reference cannot match anyone (e.g. not a phone number)."""
         if self.id is not None:
@@ -75,15 +99,21 @@ def member_accounts_for_write(*, member: Member | MemberRef, require: str = "act
     ``member``: a Member, or a ``MemberRef`` resolved here (unknown → ``MemberNotFound``).
     ``require``: "active" (earn, spend), "open" (not closed: staff adjustments), "any" (refunds).
     """
-    lookup = member.lookup() if isinstance(member, MemberRef) else Q(member_id=member.pk)
-    if lookup is None:
-        raise MemberNotFound()
-    rows = list(
-        Account.objects.select_for_update(of=("self",)).select_related("member__tier_state__tier")
-        .filter(lookup, kind__in=POINTS_KINDS)
-        .annotate(config_token=Subquery(ConfigVersion.objects.filter(pk=1).values("token")[:1]))
-        .order_by("pk")
-    )
+    if connection.vendor == "postgresql":
+        found = member.column_value() if isinstance(member, MemberRef) else ("id", member.pk)
+        if found is None:
+            raise MemberNotFound()
+        rows = _accounts_lock_pg(*found)
+    else:
+        lookup = member.lookup() if isinstance(member, MemberRef) else Q(member_id=member.pk)
+        if lookup is None:
+            raise MemberNotFound()
+        rows = list(
+            Account.objects.select_for_update(of=("self",)).select_related("member__tier_state__tier")
+            .filter(lookup, kind__in=POINTS_KINDS)
+            .annotate(config_token=Subquery(ConfigVersion.objects.filter(pk=1).values("token")[:1]))
+            .order_by("pk")
+        )
     locked = {a.kind: a for a in rows}
     if AccountKind.MEMBER_POINTS not in locked:
         raise MemberNotFound()
@@ -99,6 +129,61 @@ def member_accounts_for_write(*, member: Member | MemberRef, require: str = "act
     return MemberAccounts(member=member, points=locked[AccountKind.MEMBER_POINTS],
                           pending=locked[AccountKind.MEMBER_PENDING], config_token=rows[0].config_token,
                           tier_state=getattr(fresh, "tier_state", None) if _has_tier_state(fresh) else None)
+
+
+_LOCK_JOIN = (Account, Member, MemberTier, Tier)
+
+
+@functools.lru_cache(maxsize=4)
+def _accounts_lock_sql(column: str) -> str:
+    """The PostgreSQL text of the lock query of ``member_accounts_for_write`` (built once per process: the
+    ORM would compile the same joins on every earn)."""
+    q = connection.ops.quote_name
+    select = ", ".join(f"{alias}.{q(f.column)}" for model, alias in zip(_LOCK_JOIN, ("a", "m", "mt", "t"), strict=True)
+                       for f in model._meta.concrete_fields)
+    table = {model: q(model._meta.db_table) for model in (*_LOCK_JOIN, ConfigVersion)}
+    return (
+        f"SELECT {select}, (SELECT token FROM {table[ConfigVersion]} WHERE id = 1) "
+        f"FROM {table[Account]} a JOIN {table[Member]} m ON m.id = a.member_id "
+        f"LEFT JOIN {table[MemberTier]} mt ON mt.member_id = m.id LEFT JOIN {table[Tier]} t ON t.id = mt.tier_id "
+        f"WHERE m.{q(Member._meta.get_field(column).column)} = %s AND a.kind IN (%s, %s) ORDER BY a.id FOR UPDATE OF a"
+    )
+
+
+def _instance(model, values: list) -> models.Model | None:
+    fields = model._meta.concrete_fields
+    if values[0] is None:  # the LEFT JOIN found nothing
+        return None
+    converted = [f.from_db_value(v, None, connection) if hasattr(f, "from_db_value") else v
+                 for f, v in zip(fields, values, strict=True)]
+    return model.from_db(connection.alias, [f.attname for f in fields], converted)
+
+
+def _accounts_lock_pg(column: str, value: Any) -> list[Account]:
+    """The rows of the lock query as the ORM's select_related would give them."""
+    with connection.cursor() as cursor:
+        cursor.execute(_accounts_lock_sql(column), [value, *POINTS_KINDS])
+        rows = cursor.fetchall()
+    sizes = [len(model._meta.concrete_fields) for model in _LOCK_JOIN]
+    accounts, member = [], None
+    for row in rows:
+        parts, at = [], 0
+        for size in sizes:
+            parts.append(list(row[at:at + size]))
+            at += size
+        account = _instance(Account, parts[0])
+        if member is None:
+            member = _instance(Member, parts[1])
+            state, tier = _instance(MemberTier, parts[2]), _instance(Tier, parts[3])
+            if state is not None:
+                state.tier = tier
+                member.tier_state = state
+            else:
+                member._state.fields_cache["tier_state"] = None
+        account.member = member
+        account.config_token = row[-1]
+        accounts.append(account)
+    return accounts
 
 
 def _has_tier_state(member: Member) -> bool:

@@ -5,7 +5,7 @@ from decimal import ROUND_CEILING, ROUND_FLOOR, ROUND_HALF_UP, Decimal
 from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser
-from django.db import connection, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import Q, Sum
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
@@ -139,12 +139,16 @@ def purchase_record(*, member: Member | MemberRef, store: Store, external_id: st
                                            expires_at=program.expires_at_for(occurred_at),
                                            available_at=_available_at(program, occurred_at))
         if written is None:  # the key or (store, external id) was taken: replay or refuse
-            return _purchase_existing(key=key, store=store, external_id=external_id, request=request)
+            return _purchase_taken(key=key, store=store, external_id=external_id, request=request)
         purchase.tier_change = None
         purchase.points_balance = accounts.points.balance
         return purchase
 
-    purchase.save(force_insert=True)
+    try:
+        with transaction.atomic():  # a savepoint: another member's order may take this reference first
+            purchase.save(force_insert=True)
+    except IntegrityError:
+        return _purchase_taken(key=key, store=store, external_id=external_id, request=request)
     common = {"occurred_at": occurred_at, "source": TransferSource.PURCHASE, "purchase": purchase, "staff_user": staff_user}
     if points_paid_by is not None:
         purchase.payment_transfer = points_paid_by
@@ -196,6 +200,14 @@ def _available_at(program, occurred_at: dt.datetime) -> dt.datetime | None:
 def _earned_payload(purchase: Purchase, program) -> dict:
     return {"purchase": purchase.pk, "store": purchase.store.code, "external_id": purchase.external_id,
             "points": purchase.points_earned, "pending": bool(program.pending_days)}
+
+
+def _purchase_taken(*, key: str, store: Store, external_id: str, request: str) -> Purchase:
+    """After the database refused the insert: the purchase that took the key (replayed) or the reference."""
+    existing = _purchase_existing(key=key, store=store, external_id=external_id, request=request)
+    if existing is None:
+        raise DuplicatePurchase(store=store.code, external_id=external_id)
+    return existing
 
 
 def _purchase_existing(*, key: str, store: Store, external_id: str, request: str) -> Purchase | None:

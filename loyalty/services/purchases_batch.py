@@ -30,7 +30,6 @@ from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 from psycopg import errors as psycopg_errors
 
-from loyalty.api.auth import StoreNotAllowed
 from loyalty.earning import Basket, CapUsage, CompiledRuleSet, MemberFacts, earn_evaluate
 from loyalty.exceptions import (
     InvalidInput,
@@ -38,6 +37,7 @@ from loyalty.exceptions import (
     MemberClosed,
     MemberFrozen,
     MemberNotFound,
+    StoreNotAllowed,
     StoreNotFound,
 )
 from loyalty.idempotency import fingerprint, idempotency_key_check
