@@ -55,10 +55,12 @@ def rule_set_compile(rule_set: RuleSet | None, *, time_zone: str, modifiers: lis
     )
 
 
-def member_facts(*, member: Member, tier: Tier | None, at: dt.datetime, tz, rules: CompiledRuleSet) -> MemberFacts:
-    """What the conditions need to know about the member. First purchase costs a query, only when a rule asks."""
-    first = False
-    if rules.needs_first_purchase:
+def member_facts(*, member: Member, tier: Tier | None, at: dt.datetime, tz, rules: CompiledRuleSet,
+                 is_first_purchase: bool | None = None) -> MemberFacts:
+    """What the conditions need to know about the member. First purchase costs a query, only when a rule asks
+    and the caller did not already know it (``is_first_purchase``)."""
+    first = bool(is_first_purchase)
+    if rules.needs_first_purchase and is_first_purchase is None:
         # A refunded first purchase still counts as the first: any purchase row at all.
         first = not Purchase.objects.filter(member=member).exists()
     return MemberFacts(
@@ -69,17 +71,21 @@ def member_facts(*, member: Member, tier: Tier | None, at: dt.datetime, tz, rule
     )
 
 
+def cap_windows(*, at: dt.datetime, tz) -> tuple[dt.datetime, dt.datetime, dt.datetime, dt.datetime]:
+    """Starts of the member's local day, ISO week and month of ``at``, and the end of that day."""
+    local = at.astimezone(tz)
+    day_start = dt.datetime.combine(local.date(), dt.time.min, tzinfo=tz)
+    return day_start, day_start - dt.timedelta(days=local.weekday()), day_start.replace(day=1), \
+        day_start + dt.timedelta(days=1)
+
+
 def cap_usage(*, member: Member, at: dt.datetime, tz, rules: CompiledRuleSet) -> CapUsage | None:
     """Purchase points earned so far in the member's local day, ISO week and month (None: no caps)."""
     if not rules.has_member_caps:
         return None
-    local = at.astimezone(tz)
-    day_start = dt.datetime.combine(local.date(), dt.time.min, tzinfo=tz)
-    week_start = day_start - dt.timedelta(days=local.weekday())
-    month_start = day_start.replace(day=1)
-    start = min(week_start, month_start)
+    day_start, week_start, month_start, day_end = cap_windows(at=at, tz=tz)
     totals = Purchase.objects.filter(
-        member=member, occurred_at__gte=start, occurred_at__lt=day_start + dt.timedelta(days=1)
+        member=member, occurred_at__gte=min(week_start, month_start), occurred_at__lt=day_end
     ).aggregate(  # one query: FILTER clauses on PostgreSQL, CASE on SQLite
         day=Sum("points_earned", filter=Q(occurred_at__gte=day_start)),
         week=Sum("points_earned", filter=Q(occurred_at__gte=week_start)),

@@ -11,7 +11,7 @@ from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from loyalty.config import config_snapshot
-from loyalty.earning import Basket, earn_evaluate, topup_evaluate
+from loyalty.earning import Basket, CapUsage, earn_evaluate, topup_evaluate
 from loyalty.exceptions import DuplicatePurchase, InvalidInput, RefundExceedsPurchase, StoreNotFound
 from loyalty.idempotency import fingerprint, idempotency_key_check, replay_or_refuse
 from loyalty.models import (
@@ -26,7 +26,7 @@ from loyalty.models import (
     TransferCode,
     TransferSource,
 )
-from loyalty.rules import cap_usage, member_facts, rule_set_compile, rule_set_in_force
+from loyalty.rules import cap_usage, cap_windows, member_facts, rule_set_compile, rule_set_in_force
 from loyalty.services.earn_sql import earn_write_one_statement
 from loyalty.services.events import event_record
 from loyalty.services.ledger import (
@@ -42,6 +42,8 @@ from loyalty.services.tiers import (
     tier_change_event,
     tier_upgrade_after_purchase,
     tier_upgrade_due,
+    tier_upgrade_possible,
+    window_start,
 )
 from loyalty.validation import lines_clean, money_clean, points_clean, text_clean, time_clean
 from members.models import Member, Store
@@ -121,8 +123,16 @@ def purchase_record(*, member: Member | MemberRef, store: Store, external_id: st
     basket = Basket(total=total, lines=tuple(clean_lines), occurred_at=occurred_at, store_code=store.code,
                     channel=channel, paid_with_points=paid_value, coupon_discount=coupon_discount,
                     stored_value_paid=stored_value_paid, promo_codes=frozenset(promo_codes))
-    facts = member_facts(member=member, tier=tier, at=occurred_at, tz=tz, rules=rules)
-    usage = cap_usage(member=member, at=occurred_at, tz=tz, rules=rules)
+    window = None  # the tier window's (spend, points) so far, when the fast path needs it for the upgrade
+    if fast:
+        needs_window = tier_upgrade_possible(current=tier, tiers=tiers, policy=policy)
+        first, usage, window = member_figures_one_query(
+            member=member, at=occurred_at, tz=tz, rules=rules,
+            window_from=window_start(policy=policy, at=occurred_at, tz=tz) if needs_window else None)
+        facts = member_facts(member=member, tier=tier, at=occurred_at, tz=tz, rules=rules, is_first_purchase=first)
+    else:
+        facts = member_facts(member=member, tier=tier, at=occurred_at, tz=tz, rules=rules)
+        usage = cap_usage(member=member, at=occurred_at, tz=tz, rules=rules)
     earn = earn_evaluate(rules=rules, basket=basket, member=facts, usage=usage)
     purchase = Purchase(
         member=member, store=store, external_id=external_id, channel=channel, occurred_at=occurred_at, total=total,
@@ -133,7 +143,8 @@ def purchase_record(*, member: Member | MemberRef, store: Store, external_id: st
         staff_user=staff_user,
     )
     issuer = partner_account or config.system_account(SystemAccount.ISSUANCE) or system_account(SystemAccount.ISSUANCE)
-    upgrade_to = tier_upgrade_due(member=member, purchase=purchase, current=tier, tiers=tiers, policy=policy, tz=tz) if fast else None
+    upgrade_to = tier_upgrade_due(member=member, purchase=purchase, current=tier, tiers=tiers, policy=policy, tz=tz,
+                                  figures=window) if fast else None
     if fast and upgrade_to is None:
         written = earn_write_one_statement(purchase=purchase, accounts=accounts, issuer=issuer,
                                            expires_at=program.expires_at_for(occurred_at),
@@ -179,6 +190,44 @@ def purchase_record(*, member: Member | MemberRef, store: Store, external_id: st
     purchase.tier_change = change
     purchase.points_balance = accounts.points.balance
     return purchase
+
+
+def member_figures_one_query(*, member: Member, at: dt.datetime, tz, rules, window_from: dt.datetime | None
+                             ) -> tuple[bool | None, CapUsage | None, tuple[Decimal, int] | None]:
+    """What the earn needs from the member's purchases so far, in one query (PostgreSQL, the fast path):
+    whether this is the first purchase (only if a rule asks), the cap usage of the local day, week and month
+    (only with member caps) and the tier window's spend and points up to ``at`` (only if ``window_from``).
+    The same figures ``member_facts``, ``cap_usage`` and ``qualifying_figures`` read with three queries."""
+    select, params = [], []
+    if rules.needs_first_purchase:
+        select.append(f"NOT EXISTS (SELECT 1 FROM {Purchase._meta.db_table} WHERE member_id = %s)")
+        params.append(member.pk)
+    bounds = []
+    if rules.has_member_caps:
+        day, week, month, day_end = cap_windows(at=at, tz=tz)
+        for since in (day, week, month):
+            select.append("COALESCE(SUM(points_earned) FILTER (WHERE occurred_at >= %s AND occurred_at < %s), 0)")
+            params += [since, day_end]
+        bounds += [min(week, month), day_end]
+    if window_from is not None:
+        select.append("COALESCE(SUM(total - refunded_amount) FILTER (WHERE occurred_at >= %s AND occurred_at <= %s), 0)")
+        select.append("COALESCE(SUM(points_earned - points_reversed) "
+                      "FILTER (WHERE occurred_at >= %s AND occurred_at <= %s), 0)")
+        params += [window_from, at, window_from, at]
+        bounds += [window_from, at]
+    if not select:
+        return None, None, None
+    sql = f"SELECT {', '.join(select)}"
+    if bounds:
+        sql += f" FROM {Purchase._meta.db_table} WHERE member_id = %s AND occurred_at >= %s AND occurred_at <= %s"
+        params += [member.pk, min(bounds), max(bounds)]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        row = list(cursor.fetchone())
+    first = row.pop(0) if rules.needs_first_purchase else None
+    usage = CapUsage(day=int(row.pop(0)), week=int(row.pop(0)), month=int(row.pop(0))) if rules.has_member_caps else None
+    window = (Decimal(row[0]).quantize(Decimal("0.01")), int(row[1])) if window_from is not None else None
+    return first, usage, window
 
 
 def _store_current(store: Store, config) -> Store:

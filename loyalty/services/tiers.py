@@ -169,20 +169,29 @@ def tier_set(*, member: Member, tier: Tier, reason: str, at: dt.datetime, tz, po
     )
 
 
+def tier_upgrade_possible(*, current: Tier | None, tiers: list[Tier], policy: TierPolicy) -> bool:
+    """Whether a purchase can upgrade at once: tiers exist, the window is not consecutive months (those
+    upgrade at the monthly evaluation) and the member is not at the top."""
+    if not tiers or policy.window == TierWindow.CONSECUTIVE_MONTHS:
+        return False
+    return current is None or current.rank != tiers[-1].rank
+
+
 def tier_upgrade_due(*, member: Member, purchase: Purchase, current: Tier | None, tiers: list[Tier],
-                     policy: TierPolicy, tz) -> Tier | None:
+                     policy: TierPolicy, tz, figures: tuple[Decimal, int] | None = None) -> Tier | None:
     """The tier an unsaved ``purchase`` would take the member up to at once, or None; writes nothing.
 
     The same decision as ``tier_upgrade_after_purchase`` (figures of the window up to the purchase's time,
     this purchase included), asked before the purchase is written so a plain earn can be one statement.
+    ``figures``: the window's (spend, points) before this purchase when the caller already read them.
     """
-    if not tiers or policy.window == TierWindow.CONSECUTIVE_MONTHS:
+    if not tier_upgrade_possible(current=current, tiers=tiers, policy=policy):
         return None
-    if current is not None and current.rank == tiers[-1].rank:
-        return None
-    start = window_start(policy=policy, at=purchase.occurred_at, tz=tz)
-    spend, points = qualifying_figures(member_ids=[member.pk], start=start, end=purchase.occurred_at).get(
-        member.pk, (Decimal(0), 0))
+    if figures is None:
+        start = window_start(policy=policy, at=purchase.occurred_at, tz=tz)
+        figures = qualifying_figures(member_ids=[member.pk], start=start, end=purchase.occurred_at).get(
+            member.pk, (Decimal(0), 0))
+    spend, points = figures
     target = tier_for_figures(tiers, spend=spend + _cents(purchase.total), points=points + purchase.points_earned)
     if target is None or (current is not None and target.rank <= current.rank):
         return None

@@ -43,13 +43,15 @@ _ids = itertools.count()
 
 
 def realistic_program():
-    """Three tiers, a rule set with modifiers of several kinds: what a merchant really runs."""
+    """Three tiers, a rule set with modifiers of several kinds, a first-purchase bonus and member caps: what a
+    merchant really runs (each of those reads the member's purchases so far)."""
     tiers = [Tier.objects.create(code=c, name=c.title(), rank=r, spend_threshold=Decimal(t), earn_multiplier=Decimal(m))
              for c, r, t, m in (("basic", 0, 0, "1"), ("silver", 1, 5000, "1.2"), ("gold", 2, 20000, "1.5"))]
-    rules_publish(name="Everyday", modifiers=[
-        {"kind": "MULTIPLY", "value": Decimal(2), "categories": ["bakery"]},
-        {"kind": "ADD", "value": Decimal(10), "minimum_spend": Decimal(200)},
-        {"kind": "MULTIPLY", "value": Decimal("1.5"), "weekdays": [5, 6]},
+    rules_publish(name="Everyday", cap_day=100_000, cap_month=1_000_000, modifiers=[
+        {"kind": "MULTIPLIER", "value": Decimal(2), "categories": ["bakery"]},
+        {"kind": "BONUS", "value": Decimal(10), "stacking": "ADD", "minimum_spend": Decimal(200)},
+        {"kind": "MULTIPLIER", "value": Decimal("1.5"), "weekdays": [5, 6]},
+        {"kind": "BONUS", "value": Decimal(50), "stacking": "ADD", "first_purchase": True},
     ])
     return tiers
 
@@ -85,7 +87,7 @@ def test_an_api_earn_costs_at_most_six_statements(api):
     assert len(sql) <= 6, "\n".join(s[:120] for s in sql)
     assert sum(s.startswith("WITH p AS (INSERT INTO") for s in sql) == 1  # the write is one statement
     assert response.json()["points_earned"] == warmed.json()["points_earned"] > 100  # silver ×1.2, bakery ×2
-    assert response.json()["points_balance"] == 3 * warmed.json()["points_earned"]
+    assert response.json()["points_balance"] == 3 * warmed.json()["points_earned"] + 50  # + the first-purchase bonus
 
 
 @requires_postgres
