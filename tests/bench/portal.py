@@ -59,7 +59,7 @@ def _client_for(member):
 
     login, _ = MemberLogin.objects.update_or_create(
         member=member, defaults={"password": make_password("Bench-Portal-1"), "activated_at": timezone.now()})
-    client = Client()
+    client = Client(**{"wsgi.url_scheme": "https", "SERVER_PORT": "443"})  # DEBUG off redirects plain http
     session = client.session
     session[SESSION_MEMBER] = member.pk
     session[SESSION_EPOCH] = login.session_epoch
