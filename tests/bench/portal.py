@@ -59,7 +59,7 @@ def _client_for(member):
 
     login, _ = MemberLogin.objects.update_or_create(
         member=member, defaults={"password": make_password("Bench-Portal-1"), "activated_at": timezone.now()})
-    client = Client(**{"wsgi.url_scheme": "https", "SERVER_PORT": "443"})  # DEBUG off redirects plain http
+    client = Client()  # requests go secure=True: with DEBUG off plain http is redirected, as in production
     session = client.session
     session[SESSION_MEMBER] = member.pk
     session[SESSION_EPOCH] = login.session_epoch
@@ -71,7 +71,7 @@ def _deep_cursor(client, *, log) -> tuple[str, int]:
     """Follow the history's "more" links (as infinite scroll does) to the last page; its cursor and depth."""
     url, depth, cursor = "/portal/history/", 0, ""
     while True:
-        response = client.get(url, HTTP_HX_REQUEST="true") if cursor else client.get(url)
+        response = client.get(url, secure=True, HTTP_HX_REQUEST="true") if cursor else client.get(url, secure=True)
         assert response.status_code == 200, (url, response.status_code)
         html = response.content.decode()
         found = re.search(r'after=([^"&]+)"', html)
@@ -88,15 +88,15 @@ def _measure(client, url: str, *, warmup: int, requests: int, htmx: bool = False
 
     headers = {"HTTP_HX_REQUEST": "true"} if htmx else {}
     for _ in range(warmup):
-        assert client.get(url, **headers).status_code == 200, url
+        assert client.get(url, secure=True, **headers).status_code == 200, url
     times = []
     for _ in range(requests):
         t0 = time.perf_counter()
-        response = client.get(url, **headers)
+        response = client.get(url, secure=True, **headers)
         times.append((time.perf_counter() - t0) * 1000)
         assert response.status_code == 200, (url, response.status_code)
     with CaptureQueriesContext(connection) as queries:
-        response = client.get(url, **headers)
+        response = client.get(url, secure=True, **headers)
     return {"p50": _p(times, 50), "p95": _p(times, 95), "max": max(times), "n": requests,
             "queries": len(queries), "kb": len(response.content) / 1024}
 
