@@ -118,6 +118,11 @@ def run(ctx) -> str:
     transfers = 500 if ctx.quick else 10_000
     warmup, requests = (5, 30) if ctx.quick else (20, 200)
     settings.DEBUG = False  # no query log in memory while measuring, as in production
+    from django.test.utils import override_settings
+
+    # Plain static files (no collectstatic manifest in a bench database), whatever DEBUG the settings started with.
+    override_settings(STORAGES={**settings.STORAGES, "staticfiles": {
+        "BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"}}).enable()
     settings.ALLOWED_HOSTS = [*settings.ALLOWED_HOSTS, "testserver"]
 
     program = program_setup()
