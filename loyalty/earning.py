@@ -180,7 +180,7 @@ def _apply(stacking: str, m: Decimal, k: Decimal) -> Decimal:
     if stacking == "MULTIPLY":
         return m * k
     if stacking == "ADD":
-        return m + (k - ONE)
+        return max(ZERO, m + (k - ONE))  # "×0.1, added" can cut a line to nothing, never below
     return max(m, k)  # BEST
 
 

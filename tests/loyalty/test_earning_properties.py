@@ -111,3 +111,17 @@ def test_the_same_basket_and_time_always_give_the_same_result(rules, basket, mem
     first = earn_evaluate(rules=rules, basket=basket, member=member, usage=usage)
     second = earn_evaluate(rules=rules, basket=basket, member=member, usage=usage)
     assert (first.points, first.breakdown) == (second.points, second.breakdown)
+
+
+def test_reducing_multipliers_added_after_multiplied_ones_cut_a_line_to_zero_never_below():
+    """Found by the property above: ×0.1 three times, then ×0.1 "added" took a ¥0.01 line to −1 point."""
+    def cut(stacking):
+        return CompiledModifier(id=1, name="m", kind="MULTIPLIER", value=Decimal("0.1"), stacking=stacking, priority=0)
+
+    rules = CompiledRuleSet(id=1, name="r", effective_from=None, modifiers=(cut("MULTIPLY"),) * 3 + (cut("ADD"),))
+    basket = Basket(total=Decimal("0.01"), lines=(Line(sku="A", category="new", quantity=1, amount=Decimal("0.01")),),
+                    occurred_at=dt.datetime(2026, 3, 4, tzinfo=dt.UTC))
+    result = earn_evaluate(rules=rules, basket=basket, member=MemberFacts(), usage=None)
+    b = result.breakdown
+    assert result.points == 0 and result.exact == 0
+    assert b["base"] + sum(step["points"] for step in b["steps"]) + b["rounding"] == result.points
