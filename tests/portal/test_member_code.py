@@ -105,7 +105,7 @@ class TestPortalEndpoint:
         body = portal_client.get("/portal/code/").content.decode()
         assert "<html" in body and "<h1>Your member code</h1>" in body
         assert 'href="/portal/code/">Refresh the code</a>' in body
-        assert "works until" in body
+        assert "this one until" in body
 
     def test_each_member_sees_their_own_code(self, portal_member, other_member):
         from tests.portal.conftest import client_for
