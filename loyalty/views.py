@@ -7,7 +7,6 @@ partial of the same template (``templates/loyalty/portal/_*.html`` included by t
 
 import datetime as dt
 
-import segno
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.utils import timezone
@@ -37,13 +36,13 @@ from members.member_code import (
     member_code_valid_until,
 )
 from members.portal import member_required
+from members.qr import qr_svg
 from rewards.services.wallet import wallet_balance
 
 
 def _code_context(member, now: dt.datetime) -> dict:
     code = member_code_current(member=member, now=now)
-    qr = segno.make_qr(code, error="m").svg_inline(
-        scale=4, border=2, omitsize=True, svgclass="qr", title=gettext("Your member code as a QR code"))
+    qr = qr_svg(code, svg_class="qr", title=gettext("Your member code as a QR code"))
     return {"code": code, "code_digits": member_code_groups(code), "code_qr": qr,
             "code_valid_until": member_code_valid_until(now=now), "code_step": STEP_SECONDS}
 

@@ -5,7 +5,6 @@ simply not found (the views answer 404). Names and conditions come out in the ac
 """
 
 import datetime as dt
-import re
 from dataclasses import dataclass, replace
 from decimal import ROUND_HALF_UP, Decimal
 
@@ -400,22 +399,6 @@ def wallet_bonus_rules_in_force(*, now: dt.datetime) -> list[TopUpBonusRule]:
 
 
 # ---- PAGES ----
-
-
-def svg_scalable(svg: str) -> str:
-    """Give segno's inline SVG (fixed width and height) a viewBox, so CSS can draw it at any size."""
-    match = re.match(r'<svg width="(\d+)" height="(\d+)"', svg)
-    if match is None:
-        return svg
-    width, height = match.groups()
-    return f'<svg viewBox="0 0 {width} {height}" width="{width}" height="{height}"' + svg[match.end():]
-
-
-def qr_svg(text: str) -> str:
-    """Inline, scalable SVG of a QR code holding ``text`` (a pickup code the counter scans or types)."""
-    import segno
-
-    return svg_scalable(segno.make_qr(text, error="m").svg_inline(scale=4, border=2))
 
 
 def currency_symbol(currency: str) -> str:

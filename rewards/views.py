@@ -17,11 +17,11 @@ from django.views.decorators.http import require_http_methods
 from loyalty.exceptions import LoyaltyError, NotFound
 from loyalty.services.program import program_settings_get
 from members.portal import member_required
+from members.qr import qr_svg
 from rewards import selectors
 from rewards.forms import ConfirmForm
 from rewards.models import RedemptionStatus
 from rewards.services.catalogue import redemption_cancel, redemption_create
-from rewards.services.coupons import coupon_qr_svg
 from rewards.services.draws import draw_perform
 from rewards.services.payments import spending_settings_get
 from rewards.services.wallet import BONUS_FIRST, wallet_balance, yuan
@@ -106,7 +106,7 @@ def redemption_detail(request: HttpRequest, redemption_id: int) -> HttpResponse:
     pending = redemption.status == RedemptionStatus.PENDING and bool(redemption.pickup_code)
     return render(request, "rewards/portal/redemption_detail.html", {
         "redemption": redemption, "reward_name": selectors.reward_name(redemption.reward), "pending": pending,
-        "qr": mark_safe(selectors.qr_svg(redemption.pickup_code)) if pending else "",
+        "qr": mark_safe(qr_svg(redemption.pickup_code)) if pending else "",
         **_money_context(),
     })
 
@@ -146,7 +146,7 @@ def redemption_cancel_view(request: HttpRequest, redemption_id: int) -> HttpResp
 @member_required
 def coupons(request: HttpRequest) -> HttpResponse:
     groups = selectors.coupon_groups_for_member(member=request.member, now=timezone.now())
-    usable = [(v, mark_safe(selectors.svg_scalable(coupon_qr_svg(coupon=v.coupon)))) for v in groups.usable]
+    usable = [(v, mark_safe(qr_svg(v.coupon.code))) for v in groups.usable]
     return render(request, "rewards/portal/coupons.html", {"groups": groups, "usable": usable, **_money_context()})
 
 
@@ -156,7 +156,7 @@ def coupon_detail(request: HttpRequest, coupon_id: int) -> HttpResponse:
     if coupon is None:
         raise Http404
     view = selectors.coupon_views([coupon], now=timezone.now())[0]
-    qr = mark_safe(selectors.svg_scalable(coupon_qr_svg(coupon=coupon))) if view.state in ("usable", "not_yet") else ""
+    qr = mark_safe(qr_svg(coupon.code)) if view.state in ("usable", "not_yet") else ""
     return render(request, "rewards/portal/coupon_detail.html", {"c": view, "qr": qr, **_money_context()})
 
 

@@ -32,7 +32,6 @@ import unicodedata
 from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
 
-import segno
 from django.db import IntegrityError, transaction
 from django.utils import dateformat, timezone
 from django.utils.functional import Promise
@@ -47,6 +46,7 @@ from loyalty.services.events import event_record
 from loyalty.services.program import program_settings_get
 from loyalty.validation import money_clean, text_clean
 from members.models import Member, MemberStatus, Store
+from members.qr import qr_svg
 from members.services import UNAMBIGUOUS_ALPHABET, random_code
 from rewards.exceptions import (
     CouponAlreadyUsed,
@@ -116,7 +116,7 @@ def coupon_code_clean(raw: object) -> str:
 
 def coupon_qr_svg(*, coupon: Coupon) -> str:
     """Inline SVG markup of a QR code holding the coupon code (what a counter scanner types in)."""
-    return segno.make_qr(coupon.code, error="m").svg_inline(scale=4, border=2)
+    return qr_svg(coupon.code, scalable=False)
 
 
 # ---- ISSUE ----
