@@ -15,11 +15,10 @@ from django.utils.translation import ngettext
 
 from loyalty.exceptions import InsufficientPoints, MemberClosed, MemberFrozen
 from loyalty.explain import CURRENCY_SYMBOLS
-from loyalty.models import Account, AccountKind, Tier, Transfer, TransferCode, Unit
+from loyalty.models import Tier, Transfer, TransferCode, Unit
 from loyalty.services.program import program_settings_get
 from loyalty.services.tiers import member_tier_current
 from members.models import Member, MemberStatus, Store
-from rewards.exceptions import RedemptionLimitReached
 from rewards.models import (
     Coupon,
     CouponKind,
@@ -35,10 +34,10 @@ from rewards.models import (
 from rewards.selectors_catalogue import (
     RewardOffer,
     _chinese,
-    donation_percent,
     limit_usage,
-    reward_description,
-    reward_name,
+    member_block,
+    points_available,
+    reward_offer,
     reward_refusal,
 )
 
@@ -48,28 +47,6 @@ def money_text(amount: Decimal, currency: str | None = None) -> str:
     currency = currency or program_settings_get().currency
     value = Decimal(amount).quantize(Decimal("0.01"), ROUND_HALF_UP)
     return f"{CURRENCY_SYMBOLS.get(currency, currency + ' ')}{formats.number_format(value, 2, force_grouping=True)}"
-
-
-def points_available(*, member: Member) -> int:
-    """Points the member can spend now (never below 0). One query."""
-    account = Account.objects.filter(member=member, kind=AccountKind.MEMBER_POINTS).only(
-        "credits_posted", "debits_posted").first()
-    return max(0, account.balance) if account else 0
-
-
-# ---- REWARDS ----
-
-
-def _offer(*, reward: Reward, refusal, available: int, usage) -> RewardOffer:
-    limit_hit = isinstance(refusal, RedemptionLimitReached)
-    return RewardOffer(
-        reward=reward, name=reward_name(reward), description=reward_description(reward),
-        image_url=reward.image.url if reward.image else "", kind=reward.kind, points_cost=reward.points_cost,
-        cash_price=reward.cash_price, stock=reward.stock, can_redeem=refusal is None,
-        affordable=available >= reward.points_cost, reason=str(refusal) if refusal is not None else "",
-        available_again=usage.again_at if limit_hit and usage is not None else None,
-        limit_used=usage.used if usage is not None else None, donation_percent=donation_percent(reward),
-    )
 
 
 def offer_worded(offer: RewardOffer, *, available: int) -> RewardOffer:
@@ -91,7 +68,7 @@ def reward_list_upcoming(*, member: Member, now: dt.datetime) -> list[RewardOffe
     rewards = Reward.objects.filter(is_active=True, available_from__gt=now).order_by("available_from", "sort_order", "id")
     available = points_available(member=member) if rewards else 0
     return [
-        _offer(reward=r, refusal=reward_refusal(reward=r, tiers=[], now=now, tz=tz, member_tier=None, usage=None,
+        reward_offer(reward=r, refusal=reward_refusal(reward=r, tiers=[], now=now, tz=tz, member_tier=None, usage=None,
                                                available_points=None), available=available, usage=None)
         for r in rewards
     ]
@@ -117,11 +94,11 @@ def reward_offer_get(*, member: Member, reward_id: int, now: dt.datetime) -> Rew
     tz = program_settings_get().tz
     available = points_available(member=member)
     usage = limit_usage(member=member, reward=reward, now=now, tz=tz)
-    blocked = {MemberStatus.FROZEN: MemberFrozen, MemberStatus.CLOSED: MemberClosed}.get(member.status)
+    blocked = member_block(member)
     refusal = blocked() if blocked else reward_refusal(
         reward=reward, tiers=list(reward.tiers.all()), now=now, tz=tz, member_tier=member_tier_current(member=member),
         usage=usage, available_points=available)
-    offer = offer_worded(_offer(reward=reward, refusal=refusal, available=available, usage=usage), available=available)
+    offer = offer_worded(reward_offer(reward=reward, refusal=refusal, available=available, usage=usage), available=available)
     return RewardConfirm(offer=offer, available=available, balance_after=available - reward.points_cost)
 
 

@@ -227,11 +227,9 @@ def reward_list_available(*, member: Member, now: dt.datetime) -> list[RewardOff
     if not rewards:
         return []
     member_tier = member_tier_current(member=member)
-    account = Account.objects.filter(member=member, kind=AccountKind.MEMBER_POINTS).only(
-        "credits_posted", "debits_posted").first()
-    available = max(0, account.balance) if account else 0
+    available = points_available(member=member)
     counts = _limit_counts(member=member, rewards=rewards, now=now, tz=tz)
-    blocked = {MemberStatus.FROZEN: MemberFrozen, MemberStatus.CLOSED: MemberClosed}.get(member.status)
+    blocked = member_block(member)
     offers = []
     for reward in rewards:
         usage = None
@@ -241,16 +239,34 @@ def reward_list_available(*, member: Member, now: dt.datetime) -> list[RewardOff
         tiers = list(reward.tiers.all())
         refusal = blocked() if blocked else reward_refusal(
             reward=reward, tiers=tiers, now=now, tz=tz, member_tier=member_tier, usage=usage, available_points=available)
-        limit_hit = isinstance(refusal, RedemptionLimitReached)
-        offers.append(RewardOffer(
-            reward=reward, name=reward_name(reward), description=reward_description(reward),
-            image_url=reward.image.url if reward.image else "", kind=reward.kind, points_cost=reward.points_cost,
-            cash_price=reward.cash_price, stock=reward.stock, can_redeem=refusal is None,
-            affordable=available >= reward.points_cost, reason=str(refusal) if refusal is not None else "",
-            available_again=usage.again_at if limit_hit and usage is not None else None,
-            limit_used=usage.used if usage is not None else None, donation_percent=donation_percent(reward),
-        ))
+        offers.append(reward_offer(reward=reward, refusal=refusal, available=available, usage=usage))
     return offers
+
+
+def reward_offer(*, reward: Reward, refusal: LoyaltyError | None, available: int,
+                 usage: LimitUsage | None) -> RewardOffer:
+    """A reward as the member sees it, from its refusal (None: redeemable) and their points and limit usage."""
+    limit_hit = isinstance(refusal, RedemptionLimitReached)
+    return RewardOffer(
+        reward=reward, name=reward_name(reward), description=reward_description(reward),
+        image_url=reward.image.url if reward.image else "", kind=reward.kind, points_cost=reward.points_cost,
+        cash_price=reward.cash_price, stock=reward.stock, can_redeem=refusal is None,
+        affordable=available >= reward.points_cost, reason=str(refusal) if refusal is not None else "",
+        available_again=usage.again_at if limit_hit and usage is not None else None,
+        limit_used=usage.used if usage is not None else None, donation_percent=donation_percent(reward),
+    )
+
+
+def points_available(*, member: Member) -> int:
+    """Spendable points now (pending points are not; a debt counts as 0). One query."""
+    balance = Account.objects.filter(member=member, kind=AccountKind.MEMBER_POINTS).values_list(
+        "credits_posted", "debits_posted").first()
+    return max(0, balance[0] - balance[1]) if balance else 0
+
+
+def member_block(member: Member) -> type[LoyaltyError] | None:
+    """The refusal every redemption gets while the member is frozen or closed; None when active."""
+    return {MemberStatus.FROZEN: MemberFrozen, MemberStatus.CLOSED: MemberClosed}.get(member.status)
 
 
 # ---- REDEMPTIONS ----

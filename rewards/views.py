@@ -21,6 +21,7 @@ from members.qr import qr_svg
 from rewards import selectors
 from rewards.forms import ConfirmForm
 from rewards.models import RedemptionStatus
+from rewards.selectors_catalogue import reward_name
 from rewards.services.catalogue import redemption_cancel, redemption_create
 from rewards.services.draws import draw_perform
 from rewards.services.payments import spending_settings_get
@@ -93,7 +94,7 @@ def reward_detail(request: HttpRequest, reward_id: int) -> HttpResponse:
 def redemptions(request: HttpRequest) -> HttpResponse:
     number = _page_number(request)
     rows, has_next = _page(selectors.redemption_list_for_member(member=request.member), number)
-    rows = [(r, selectors.reward_name(r.reward)) for r in rows]
+    rows = [(r, reward_name(r.reward)) for r in rows]
     return render(request, "rewards/portal/redemptions.html",
                   {"rows": rows, "page_number": number, "has_next": has_next, **_money_context()})
 
@@ -105,7 +106,7 @@ def redemption_detail(request: HttpRequest, redemption_id: int) -> HttpResponse:
         raise Http404
     pending = redemption.status == RedemptionStatus.PENDING and bool(redemption.pickup_code)
     return render(request, "rewards/portal/redemption_detail.html", {
-        "redemption": redemption, "reward_name": selectors.reward_name(redemption.reward), "pending": pending,
+        "redemption": redemption, "reward_name": reward_name(redemption.reward), "pending": pending,
         "qr": mark_safe(qr_svg(redemption.pickup_code)) if pending else "",
         **_money_context(),
     })
@@ -135,7 +136,7 @@ def redemption_cancel_view(request: HttpRequest, redemption_id: int) -> HttpResp
             error = " ".join(form.errors.get("token", []))
         form = form.fresh()
     return render(request, "rewards/portal/redemption_cancel.html", {
-        "redemption": redemption, "reward_name": selectors.reward_name(redemption.reward), "form": form,
+        "redemption": redemption, "reward_name": reward_name(redemption.reward), "form": form,
         "error": error, "can_cancel": redemption.status == RedemptionStatus.PENDING, **_money_context(),
     }, status=422 if error else 200)
 

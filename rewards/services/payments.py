@@ -32,7 +32,6 @@ from loyalty.explain import money
 from loyalty.idempotency import fingerprint, idempotency_key_check
 from loyalty.models import (
     Account,
-    AccountKind,
     Channel,
     ProgramSettings,
     Purchase,
@@ -54,6 +53,7 @@ from rewards.exceptions import (
     QuoteNotFound,
 )
 from rewards.models import PointsQuote, QuoteStatus, SpendingSettings
+from rewards.selectors_catalogue import points_available
 from rewards.services.coupons import coupon_code_clean, coupon_redeem, member_active_check, now_check
 
 # Keys of the writes a checkout makes are derived from its own (``{key}:coupon:{code}``, ``{key}:points``).
@@ -94,13 +94,6 @@ def points_for_value(*, program: ProgramSettings, value: Decimal) -> int:
     while points > 0 and program.points_to_money(points) > value:
         points -= 1
     return max(points, 0)
-
-
-def points_available(*, member: Member) -> int:
-    """Spendable points now (pending points are not; debt counts as 0)."""
-    balance = Account.objects.filter(member=member, kind=AccountKind.MEMBER_POINTS).values_list(
-        "credits_posted", "debits_posted").first()
-    return max(0, balance[0] - balance[1]) if balance else 0
 
 
 @transaction.atomic
