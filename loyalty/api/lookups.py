@@ -6,28 +6,19 @@ exist is 404 ``member_not_found`` / ``store_not_found``; a store-bound client na
 member's attribute (``home_store``) is a field error (400), since it is data, not what the request acts at.
 """
 
-from django.core.exceptions import ValidationError as DjangoValidationError
-
 from loyalty.config import config_snapshot_last
 from loyalty.exceptions import MemberNotFound, StoreNotAllowed, StoreNotFound
+from loyalty.services.ledger import MemberRef
 from members.models import Member, Store
-from members.services import phone_normalise
 
 
 def member_by_ref(ref: dict) -> Member:
     """The member of ``{"id"|"phone"|"member_number": …}`` (exactly one key, checked by the serializer)."""
-    if "id" in ref:
-        return member_by_id(ref["id"])
-    if "phone" in ref:
-        try:
-            found = Member.objects.filter(phone=phone_normalise(phone=ref["phone"])).first()
-        except DjangoValidationError:  # not a phone number: no such member
-            found = None
-    else:
-        found = Member.objects.filter(member_number=ref["member_number"]).first()
-    if found is None:
+    found = MemberRef(**ref).column_value()
+    member = Member.objects.filter(**{found[0]: found[1]}).first() if found is not None else None
+    if member is None:
         raise MemberNotFound()
-    return found
+    return member
 
 
 def member_by_id(member_id: int) -> Member:

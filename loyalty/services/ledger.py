@@ -78,17 +78,9 @@ class MemberRef:
         return None
 
     def lookup(self) -> Q | None:
-        """The accounts filter; None when the reference cannot match anyone (e.g. not a phone number)."""
-        if self.id is not None:
-            return Q(member_id=self.id)
-        if self.phone is not None:
-            try:
-                return Q(member__phone=phone_normalise(phone=self.phone))
-            except ValidationError:
-                return None
-        if self.member_number is not None:
-            return Q(member__member_number=self.member_number)
-        return None
+        """The accounts filter (the ORM lock query); None when the reference cannot match anyone."""
+        found = self.column_value()
+        return Q(**{f"member__{found[0]}": found[1]}) if found is not None else None
 
 
 def member_accounts_for_write(*, member: Member | MemberRef, require: str = "active") -> MemberAccounts:

@@ -192,10 +192,14 @@ def tier_upgrade_due(*, member: Member, purchase: Purchase, current: Tier | None
         figures = qualifying_figures(member_ids=[member.pk], start=start, end=purchase.occurred_at).get(
             member.pk, (Decimal(0), 0))
     spend, points = figures
-    target = tier_for_figures(tiers, spend=spend + _cents(purchase.total), points=points + purchase.points_earned)
-    if target is None or (current is not None and target.rank <= current.rank):
-        return None
-    return target
+    return _upgrade_target(tiers, current=current, spend=spend + _cents(purchase.total),
+                           points=points + purchase.points_earned)
+
+
+def _upgrade_target(tiers: list[Tier], *, current: Tier | None, spend: Decimal, points: int) -> Tier | None:
+    """The tier these figures qualify for, when it is above the current one."""
+    target = tier_for_figures(tiers, spend=spend, points=points)
+    return target if target is not None and (current is None or target.rank > current.rank) else None
 
 
 def tier_upgrade_after_purchase(*, member: Member, purchase: Purchase, current: Tier | None, tiers: list[Tier],
@@ -204,15 +208,13 @@ def tier_upgrade_after_purchase(*, member: Member, purchase: Purchase, current: 
 
     Consecutive-month windows upgrade only at the monthly evaluation (the months must be complete).
     """
-    if not tiers or policy.window == TierWindow.CONSECUTIVE_MONTHS:
-        return None
-    if current is not None and current.rank == tiers[-1].rank:
-        return None  # already at the top: no figures needed
+    if not tier_upgrade_possible(current=current, tiers=tiers, policy=policy):
+        return None  # no figures needed
     start = window_start(policy=policy, at=purchase.occurred_at, tz=tz)
     spend, points = qualifying_figures(member_ids=[member.pk], start=start, end=purchase.occurred_at).get(
-        member.pk, (Decimal(0), 0))
-    target = tier_for_figures(tiers, spend=spend, points=points)
-    if target is None or (current is not None and target.rank <= current.rank):
+        member.pk, (Decimal(0), 0))  # the saved purchase included
+    target = _upgrade_target(tiers, current=current, spend=spend, points=points)
+    if target is None:
         return None
     return tier_set(
         member=member, tier=target, reason=TierChangeReason.UPGRADE, at=purchase.occurred_at, tz=tz, policy=policy,
