@@ -14,6 +14,7 @@ Debt settlement and pending points stay on the bulk path.
 """
 
 import datetime as dt
+import hashlib
 import json
 from collections import defaultdict
 from collections.abc import Collection
@@ -24,8 +25,10 @@ from typing import Any
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import IntegrityError, connection, transaction
-from django.db.models import DateTimeField, JSONField, Q
+from django.db.models import DateTimeField, DecimalField, F, Lookup, Q, Sum, Value
 from django.db.models.base import ModelState
+from django.db.models.functions import Coalesce
+from django.db.models.lookups import In
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 from psycopg import errors as psycopg_errors
@@ -40,7 +43,7 @@ from loyalty.exceptions import (
     StoreNotAllowed,
     StoreNotFound,
 )
-from loyalty.idempotency import fingerprint, idempotency_key_check
+from loyalty.idempotency import idempotency_key_check
 from loyalty.locks import POINTS_KINDS
 from loyalty.models import (
     Account,
@@ -49,7 +52,6 @@ from loyalty.models import (
     Event,
     EventType,
     Lot,
-    MemberTier,
     Modifier,
     Purchase,
     RuleSet,
@@ -66,7 +68,6 @@ from loyalty.services.ledger import system_account
 from loyalty.services.program import program_settings_get
 from loyalty.services.purchases import purchase_record
 from loyalty.services.tiers import (
-    qualifying_figures,
     tier_for_figures,
     tier_policy_get,
     tiers_ordered,
@@ -111,7 +112,7 @@ class _Item:
     raw: dict
     result: BatchResult
     store: Store | None = None
-    member: Member | None = None
+    member: "_Member | None" = None
     total: Decimal = ZERO_MONEY
     occurred_at: dt.datetime | None = None
     lines: list = field(default_factory=list)
@@ -143,6 +144,49 @@ def _clean(item: _Item, *, now: dt.datetime) -> None:
     text_clean(raw.get("store"), field="store", max_length=32)
 
 
+class _AnyOf(Lookup):
+    """``column IN (values)`` as ``column = ANY(%s::type[])`` on PostgreSQL: one array parameter however many
+    values (Django's ``__in`` prepares, quotes and sends each of a thousand values on its own). Other databases
+    get Django's ``IN``."""
+
+    lookup_name = "batch_any_of"
+    prepare_rhs = False
+
+    def __init__(self, column: str, values, *, db_type: str):
+        self.db_type = db_type
+        super().__init__(F(column), list(values))
+
+    def get_prep_lookup(self):
+        return self.rhs
+
+    def as_sql(self, compiler, connection):
+        lhs, params = compiler.compile(self.lhs)
+        return f"{lhs} = ANY(%s::{self.db_type}[])", [*params, self.rhs]
+
+    def as_sqlite(self, compiler, connection):
+        return compiler.compile(In(self.lhs, self.rhs))
+
+
+def _ids(column: str, values) -> _AnyOf:
+    return _AnyOf(column, values, db_type="bigint")
+
+
+def _texts(column: str, values) -> _AnyOf:
+    return _AnyOf(column, values, db_type="text")
+
+
+@dataclass(slots=True)
+class _Member:
+    """What the batch needs of a member (the model instance only for members that fall back)."""
+
+    pk: int
+    birthday: dt.date | None
+    joined_at: dt.datetime | None
+
+
+_BIGINT = range(-(2**63), 2**63)
+
+
 def _members_resolve(items: list[_Item]) -> None:
     """Every item's member (None: no such member), by id, phone or card number: one query for the batch."""
     ids, phones, numbers, wanted = set(), set(), set(), {}
@@ -161,15 +205,18 @@ def _members_resolve(items: list[_Item]) -> None:
             value = str(value)
             numbers.add(value)
         wanted[item.index] = (kind, value)
-    ids.discard(None)
+    ids = {i for i in ids if i in _BIGINT}  # None and ids no bigint column can hold: no such member
     phones.discard(None)
-    found = Member.objects.filter(Q(pk__in=ids) | Q(phone__in=phones) | Q(member_number__in=numbers)) if (
-        ids or phones or numbers) else ()
-    by = {"id": {}, "phone": {}, "member_number": {}}
-    for m in found:
-        by["id"][m.pk] = m
-        by["phone"][m.phone] = m
-        by["member_number"][m.member_number] = m
+    by: dict[str, dict] = {"id": {}, "phone": {}, "member_number": {}}
+    if ids or phones or numbers:
+        query = Q()
+        for lookup, values in ((_ids("pk", ids), ids), (_texts("phone", phones), phones),
+                               (_texts("member_number", numbers), numbers)):
+            if values:
+                query |= Q(lookup)
+        for pk, phone, number, birthday, joined_at in Member.objects.filter(query).values_list(
+                "pk", "phone", "member_number", "birthday", "joined_at"):
+            by["id"][pk] = by["phone"][phone] = by["member_number"][number] = _Member(pk, birthday, joined_at)
     for item in items:
         kind, value = wanted[item.index]
         item.member = by[kind].get(value)
@@ -302,12 +349,18 @@ def _batch(*, items, now, bound_store_id, partner_account, staff_user, refused) 
     # while we waited for the locks is seen.
     _members_resolve(placed)
     locked = _lock([item for item in placed if item.member is not None])
-    existing = {}
+    existing: dict[tuple[int, str], Purchase] = {}
     if placed:
+        by_store: dict[int, list[str]] = defaultdict(list)
+        for item in placed:
+            by_store[item.store.pk].append(item.external_id)
         query = Q()
-        for store_id in {item.store.pk for item in placed}:
-            query |= Q(store_id=store_id, external_id__in=[i.external_id for i in placed if i.store.pk == store_id])
-        existing = {(p.store_id, p.external_id): p for p in Purchase.objects.filter(query).select_related("store")}
+        for store_id, external_ids in by_store.items():
+            query |= Q(store_id=store_id) & Q(_texts("external_id", external_ids))
+        found = list(Purchase.objects.filter(query).values_list("pk", flat=True))
+        if found:  # the originals as models (a replayed batch); none at all in the common case
+            existing = {(p.store_id, p.external_id): p
+                        for p in Purchase.objects.filter(_ids("pk", found)).select_related("store")}
     fresh: list[_Item] = []
     duplicates: list[_Item] = []
     for item in placed:
@@ -320,11 +373,13 @@ def _batch(*, items, now, bound_store_id, partner_account, staff_user, refused) 
             _fail(item, MemberNotFound())
         else:
             fresh.append(item)
-    statuses = dict(Member.objects.filter(pk__in={i.member.pk for i in fresh}).values_list("pk", "status")) if fresh else {}
+    # Status and tier record after the lock (what the locked writer sees), one query.
+    states = {pk: (status, tier_id) for pk, status, tier_id in Member.objects.filter(
+        _ids("pk", {i.member.pk for i in fresh})).values_list("pk", "status", "tier_state__tier_id")} if fresh else {}
     ready: list[_Item] = []
     for item in fresh:
         accounts = locked.get(item.member.pk, {})
-        status = statuses.get(item.member.pk)
+        status = states.get(item.member.pk, (None, None))[0]
         if AccountKind.MEMBER_POINTS not in accounts or status is None:
             _fail(item, MemberNotFound())
         elif status == MemberStatus.FROZEN:
@@ -335,10 +390,11 @@ def _batch(*, items, now, bound_store_id, partner_account, staff_user, refused) 
             ready.append(item)
 
     if ready:
-        _record(ready, locked=locked, program=program, now=now, partner_account=partner_account, staff_user=staff_user)
+        _record(ready, locked=locked, tier_ids={mid: tier_id for mid, (_s, tier_id) in states.items()},
+                program=program, now=now, partner_account=partner_account, staff_user=staff_user)
     if duplicates:
         balances = {mid: credits - debits for mid, credits, debits in Account.objects.filter(
-            member_id__in={i.result.purchase.member_id for i in duplicates}, kind=AccountKind.MEMBER_POINTS,
+            _ids("member_id", {i.result.purchase.member_id for i in duplicates}), kind=AccountKind.MEMBER_POINTS,
         ).values_list("member_id", "credits_posted", "debits_posted")}
         allow_negative = program.negative_balance_policy == NegativeBalancePolicy.ALLOW_NEGATIVE
         for item in duplicates:
@@ -347,7 +403,7 @@ def _batch(*, items, now, bound_store_id, partner_account, staff_user, refused) 
     return [item.result for item in work]
 
 
-@dataclass
+@dataclass(slots=True)
 class _Account:
     """A locked member account: what the batch needs of it (cheaper than thousands of model instances)."""
 
@@ -365,7 +421,7 @@ def _lock(items: list[_Item]) -> dict[int, dict[str, _Account]]:
     if not items:
         return {}
     rows = Account.objects.select_for_update().filter(
-        member_id__in={i.member.pk for i in items}, kind__in=POINTS_KINDS,
+        _ids("member_id", {i.member.pk for i in items}), kind__in=POINTS_KINDS,
     ).order_by("pk").values_list("pk", "member_id", "kind", "credits_posted", "debits_posted")
     locked: dict[int, dict[str, _Account]] = defaultdict(dict)
     for pk, member_id, kind, credits, debits in rows:
@@ -373,26 +429,28 @@ def _lock(items: list[_Item]) -> dict[int, dict[str, _Account]]:
     return locked
 
 
-def _record(items: list[_Item], *, locked, program, now, partner_account, staff_user) -> None:
+def _record(items: list[_Item], *, locked, tier_ids: dict[int, int | None], program, now, partner_account,
+            staff_user) -> None:
     tz = program.tz
     config = _Config(program=program, times=[i.occurred_at for i in items])
     tiers, policy = config.tiers, config.policy
     member_ids = {i.member.pk for i in items}
-    states = {s.member_id: s.tier for s in MemberTier.objects.filter(member_id__in=member_ids).select_related("tier")}
     entry = tiers[0] if tiers else None
-    current = {mid: states.get(mid, entry) for mid in member_ids}
+    tiers_by_pk = {t.pk: t for t in tiers}
+    current = {mid: tiers_by_pk[tier_ids[mid]] if tier_ids.get(mid) else entry for mid in member_ids}
     compiled = {id(item): config.rules_at(item.occurred_at) for item in items}
 
     has_purchase: set[int] = set()
     if any(c.needs_first_purchase for _rs, c in compiled.values()):
-        has_purchase = set(Purchase.objects.filter(member_id__in=member_ids).values_list("member_id", flat=True).distinct())
+        has_purchase = set(Purchase.objects.filter(_ids("member_id", member_ids)).values_list(
+            "member_id", flat=True).distinct())
     usage_rows: dict[int, list[tuple[dt.datetime, int]]] = defaultdict(list)
     capped = [item for item in items if compiled[id(item)][1].has_member_caps]
     if capped:
         windows = [_cap_windows(i.occurred_at, tz) for i in capped]
         start, end = min(min(w[1], w[2]) for w in windows), max(w[3] for w in windows)
         for mid, at, points in Purchase.objects.filter(
-                member_id__in={i.member.pk for i in capped}, occurred_at__gte=start, occurred_at__lt=end,
+                _ids("member_id", {i.member.pk for i in capped}), occurred_at__gte=start, occurred_at__lt=end,
         ).values_list("member_id", "occurred_at", "points_earned"):
             usage_rows[mid].append((at, points))
 
@@ -436,25 +494,26 @@ def _record(items: list[_Item], *, locked, program, now, partner_account, staff_
     allow_negative = program.negative_balance_policy == NegativeBalancePolicy.ALLOW_NEGATIVE
     points_balance = {mid: a[AccountKind.MEMBER_POINTS].balance for mid, a in locked.items()}
     plans: list[_Plan] = []
-    paid_value = program.points_to_money(0)
+    constant = {"points_paid": 0, "points_paid_value": program.points_to_money(0), "coupon_discount": ZERO_MONEY,
+                "stored_value_paid": ZERO_MONEY, "staff_user_id": staff_user.pk if staff_user else None}
+    pending = bool(pending_days)
     for item in items:
         mid = item.member.pk
         if mid in fallback:
             continue
         rule_set, earn = evaluated[id(item)]
+        tier = current[mid]
         purchase = _new(
-            Purchase, cache={"member": item.member, "store": item.store},
+            Purchase, cache={"store": item.store}, **constant,
             member_id=mid, store_id=item.store.pk, external_id=item.external_id, channel=item.channel,
             occurred_at=item.occurred_at, total=item.total,
-            lines=[{**line.__dict__, "amount": str(line.amount), "refunded_quantity": 0} for line in item.lines],
-            points_paid=0, points_paid_value=paid_value, coupon_discount=ZERO_MONEY, stored_value_paid=ZERO_MONEY,
-            promo_codes=item.promo_codes, tier_id=current[mid].pk if current[mid] else None,
+            lines=[{"sku": line.sku, "category": line.category, "quantity": line.quantity, "amount": str(line.amount),
+                    "refunded_quantity": 0} for line in item.lines],
+            promo_codes=item.promo_codes, tier_id=tier.pk if tier else None,
             rule_set_id=rule_set.pk if rule_set else None, points_earned=earn.points,
             earn_breakdown=earn.breakdown, idempotency_key=item.key, fingerprint=_fingerprint(item),
-            staff_user_id=staff_user.pk if staff_user else None,
         )
         purchase.tier_change = None
-        pending = bool(pending_days)
         settled = 0
         if earn.points and not pending:
             settled = min(earn.points, max(0, -points_balance[mid]))
@@ -465,36 +524,64 @@ def _record(items: list[_Item], *, locked, program, now, partner_account, staff_
         item.result.points_balance = net if allow_negative else max(0, net)
         item.result.status, item.result.purchase = CREATED, purchase
     if plans:
-        _write(plans, locked=locked, issuance=issuance, program=program, staff_user=staff_user)
+        if connection.vendor == "postgresql":
+            _write_copy(plans, locked=locked, issuance=issuance, program=program, staff_user=staff_user)
+        else:
+            _write(plans, locked=locked, issuance=issuance, program=program, staff_user=staff_user)
 
     # Members the batch may lift to a higher tier: one purchase at a time, in order, inside this batch.
+    members = {m.pk: m for m in Member.objects.filter(_ids("pk", fallback))} if fallback else {}
     for item in items:
         if item.member.pk not in fallback:
             continue
         try:
             purchase = purchase_record(
-                member=item.member, store=item.store, external_id=item.external_id, occurred_at=item.occurred_at,
-                total=item.total, lines=[dict(line.__dict__) for line in item.lines] if item.raw.get("lines") else None,
+                member=members[item.member.pk], store=item.store, external_id=item.external_id,
+                occurred_at=item.occurred_at, total=item.total,
+                lines=[dict(line.__dict__) for line in item.lines] if item.raw.get("lines") else None,
                 channel=item.channel, promo_codes=item.promo_codes, idempotency_key=item.key, now=now,
                 staff_user=staff_user, partner_account=partner_account)
         except LoyaltyError as exc:
             _fail(item, exc)
             continue
-        net = Account.objects.filter(member=item.member, kind=AccountKind.MEMBER_POINTS).values_list(
+        net = Account.objects.filter(member_id=item.member.pk, kind=AccountKind.MEMBER_POINTS).values_list(
             "credits_posted", "debits_posted").first()
         net = net[0] - net[1] if net else 0
         item.result.points_balance = net if allow_negative else max(0, net)
         item.result.status, item.result.purchase, item.result.fallback = CREATED, purchase, True
 
 
+_json_string = json.encoder.encode_basestring  # what json.dumps(ensure_ascii=False) writes for a str
+
+
 def _fingerprint(item: _Item) -> str:
-    """The fingerprint ``purchase_record`` stores for the same request (a later retry there replays)."""
-    return fingerprint({
-        "member": item.member.pk, "store": item.store.pk, "external_id": item.external_id,
-        "occurred_at": item.occurred_at.astimezone(dt.UTC).isoformat(), "total": item.total,
-        "lines": [line.__dict__ for line in item.lines], "channel": item.channel, "points_to_pay": 0,
-        "coupon_discount": ZERO_MONEY, "stored_value_paid": ZERO_MONEY, "promo_codes": item.promo_codes,
-    })
+    """The fingerprint ``purchase_record`` stores for the same request (a later retry there replays):
+    ``loyalty.idempotency.fingerprint`` of the same payload, its canonical JSON (sorted keys, no spaces,
+    Decimals as strings) written directly (tests/loyalty/test_batch_fingerprint.py holds the two equal)."""
+    lines = ",".join(
+        f'{{"amount":{_json_string(str(line.amount))},"category":{_json_string(line.category)},'
+        f'"quantity":{int(line.quantity)},"sku":{_json_string(line.sku)}}}' for line in item.lines)
+    codes = ",".join(_json_string(code) for code in item.promo_codes)
+    occurred = item.occurred_at.astimezone(dt.UTC).isoformat()
+    canonical = (
+        f'{{"channel":{_json_string(item.channel)},"coupon_discount":"0.00",'
+        f'"external_id":{_json_string(item.external_id)},"lines":[{lines}],"member":{int(item.member.pk)},'
+        f'"occurred_at":{_json_string(occurred)},"points_to_pay":0,"promo_codes":[{codes}],'
+        f'"store":{int(item.store.pk)},"stored_value_paid":"0.00","total":{_json_string(str(item.total))}}}')
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+# As loyalty.services.tiers.qualifying_figures (the spend and points of the window), with one array parameter.
+_SPEND = Coalesce(Sum(F("total") - F("refunded_amount")), Value(Decimal(0)),
+                  output_field=DecimalField(max_digits=14, decimal_places=2))
+_POINTS = Coalesce(Sum(F("points_earned") - F("points_reversed")), Value(0))
+_CENT = Decimal("0.01")
+
+
+def _qualifying_figures(*, member_ids, start: dt.datetime, end: dt.datetime) -> dict[int, tuple[Decimal, int]]:
+    rows = (Purchase.objects.filter(_ids("member_id", member_ids), occurred_at__gte=start, occurred_at__lte=end)
+            .values("member_id").annotate(spend=_SPEND, points=_POINTS).values_list("member_id", "spend", "points"))
+    return {mid: (Decimal(spend).quantize(_CENT), int(points)) for mid, spend, points in rows}
 
 
 def _may_upgrade(items, *, evaluated, current, tiers, policy, tz) -> set[int]:
@@ -511,7 +598,7 @@ def _may_upgrade(items, *, evaluated, current, tiers, policy, tz) -> set[int]:
     mine = [i for i in items if i.member.pk in candidates]
     start = min(window_start(policy=policy, at=i.occurred_at, tz=tz) for i in mine)
     end = max(i.occurred_at for i in mine)
-    figures = qualifying_figures(member_ids=list(candidates), start=start, end=end)
+    figures = _qualifying_figures(member_ids=candidates, start=start, end=end)
     spend = {mid: figures.get(mid, (Decimal(0), 0))[0] for mid in candidates}
     points = {mid: figures.get(mid, (Decimal(0), 0))[1] for mid in candidates}
     for item in mine:
@@ -526,26 +613,19 @@ def _may_upgrade(items, *, evaluated, current, tiers, policy, tz) -> set[int]:
 
 
 def _write(plans: list[_Plan], *, locked, issuance: Account, program, staff_user) -> None:
-    """Purchases, EARN transfers, lots, balances and events: one statement each."""
-    stamp = timezone.now()
+    """Purchases, EARN transfers, lots, balances and events with ``bulk_create`` (databases other than
+    PostgreSQL; ``_write_copy`` writes the same rows there)."""
+    if not issuance.is_system:  # never: issuance and partner accounts are system accounts (no hot row)
+        raise AssertionError("points are issued from a system account")
     # Insert in (store, external id) order: two batches racing on the same orders wait for each other in one order.
     plans.sort(key=lambda p: (p.item.store.pk, p.item.external_id))
-    postgres = connection.vendor == "postgresql"
-    dumped = {}
-    if postgres:  # each breakdown serialised once, for the purchase and its transfer
-        for p in plans:
-            p.purchase.earn_breakdown = dumped[id(p)] = _Dumped(json.dumps(p.breakdown))
-    _insert(Purchase, [p.purchase for p in plans], stamp=stamp)
-    for p in plans:
-        p.purchase.earn_breakdown = p.breakdown
+    Purchase.objects.bulk_create([p.purchase for p in plans])
     plans.sort(key=lambda p: p.item.index)
     earning = [p for p in plans if p.points]
     transfers, bumps = [], defaultdict(int)
     for p in earning:
         target = locked[p.item.member.pk][AccountKind.MEMBER_PENDING if p.pending else AccountKind.MEMBER_POINTS]
-        breakdown = dumped.get(id(p), p.breakdown)
-        if p.settled:
-            breakdown = {**p.breakdown, "debt_settled": p.settled}
+        breakdown = {**p.breakdown, "debt_settled": p.settled} if p.settled else p.breakdown
         transfers.append(_new(
             Transfer, debit_account_id=issuance.pk, credit_account_id=target.pk, amount=p.points, unit=issuance.unit,
             code=TransferCode.EARN, occurred_at=p.item.occurred_at, idempotency_key=f"{p.item.key}:earn",
@@ -553,50 +633,182 @@ def _write(plans: list[_Plan], *, locked, issuance: Account, program, staff_user
             purchase_id=p.purchase.pk, staff_user_id=staff_user.pk if staff_user else None,
         ))
         bumps[target.pk] += p.points
-    _insert(Transfer, transfers, stamp=stamp)
-    lots = []
+    Transfer.objects.bulk_create(transfers)
     pending_days = program.pending_days
-    for p, transfer in zip(earning, transfers, strict=True):
-        at = p.item.occurred_at
-        lots.append(_new(
-            Lot, account_id=transfer.credit_account_id, transfer_id=transfer.pk, amount=p.points,
-            remaining=p.points - p.settled, earned_at=at, expires_at=program.expires_at_for(at), pending=p.pending,
-            available_at=at + dt.timedelta(days=pending_days) if p.pending else at,
-        ))
-    _insert(Lot, lots, stamp=stamp)
-    if not issuance.is_system:  # never: issuance and partner accounts are system accounts (no hot row)
-        raise AssertionError("points are issued from a system account")
-    if bumps:
-        _credits_bump(bumps, stamp=stamp)
-        by_pk = {a.pk: a for accounts in locked.values() for a in accounts.values()}
-        for pk, amount in bumps.items():
-            by_pk[pk].credits_posted += amount
-    pending_flag = bool(pending_days)
-    _insert(Event, [
+    Lot.objects.bulk_create([_new(
+        Lot, account_id=transfer.credit_account_id, transfer_id=transfer.pk, amount=p.points,
+        remaining=p.points - p.settled, earned_at=p.item.occurred_at, expires_at=program.expires_at_for(p.item.occurred_at),
+        pending=p.pending, available_at=p.item.occurred_at + dt.timedelta(days=pending_days) if p.pending else p.item.occurred_at,
+    ) for p, transfer in zip(earning, transfers, strict=True)])
+    _credits_bump(bumps, locked=locked, stamp=timezone.now())
+    Event.objects.bulk_create([
         _new(Event, type=EventType.POINTS_EARNED, member_id=p.item.member.pk, occurred_at=p.item.occurred_at, payload={
             "purchase": p.purchase.pk, "store": p.item.store.code, "external_id": p.item.external_id,
-            "points": p.points, "pending": pending_flag})
-        for p in earning], stamp=stamp)
+            "points": p.points, "pending": bool(pending_days)})
+        for p in earning])
 
 
-class _Dumped(str):
-    """A JSON value already serialised (written as is by the PostgreSQL COPY)."""
+def _write_copy(plans: list[_Plan], *, locked, issuance: Account, program, staff_user) -> None:
+    """The rows of ``_write`` on PostgreSQL: ids drawn from the four sequences in one query, then one ``COPY``
+    per table of rows written directly as COPY text (no model instance, no per-field adaptation: a batch of
+    1,000 spent most of its time there), and one UPDATE of the accounts."""
+    if not issuance.is_system:  # never: issuance and partner accounts are system accounts (no hot row)
+        raise AssertionError("points are issued from a system account")
+    stamp = timezone.now()
+    # Insert in (store, external id) order: two batches racing on the same orders wait for each other in one order.
+    plans.sort(key=lambda p: (p.item.store.pk, p.item.external_id))
+    earning = sorted((p for p in plans if p.points), key=lambda p: p.item.index)
+    staff_id = staff_user.pk if staff_user else None
+    pending_days = program.pending_days
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT " + ", ".join(
+            ["ARRAY(SELECT nextval(pg_get_serial_sequence(%s, 'id')) FROM generate_series(1, %s))"] * 4), [
+            Purchase._meta.db_table, len(plans), Transfer._meta.db_table, len(earning), Lot._meta.db_table,
+            len(earning), Event._meta.db_table, len(earning)])
+        purchase_ids, transfer_ids, lot_ids, event_ids = cursor.fetchone()
+
+        columns, row = _copy_layout(Purchase, (
+            "id", "member_id", "store_id", "external_id", "channel", "occurred_at", "total", "lines", "promo_codes",
+            "tier_id", "rule_set_id", "points_earned", "earn_breakdown", "idempotency_key", "fingerprint",
+        ), stamp=stamp, points_paid=0, points_paid_value=program.points_to_money(0), coupon_discount=ZERO_MONEY,
+            stored_value_paid=ZERO_MONEY, staff_user_id=staff_id)
+        text, dumped = [], {}
+        for p, pk in zip(plans, purchase_ids, strict=True):
+            v = p.purchase.__dict__
+            dumped[id(p)] = breakdown = json.dumps(p.breakdown).replace("\\", "\\\\")
+            text.append(row.format(
+                pk, v["member_id"], v["store_id"], _copy_escape(v["external_id"]), _copy_escape(str(v["channel"])),
+                v["occurred_at"], v["total"], json.dumps(v["lines"]).replace("\\", "\\\\"),
+                json.dumps(v["promo_codes"]).replace("\\", "\\\\"), _NULL if v["tier_id"] is None else v["tier_id"],
+                _NULL if v["rule_set_id"] is None else v["rule_set_id"], v["points_earned"], breakdown,
+                _copy_escape(v["idempotency_key"]), v["fingerprint"]))
+            v["id"], v["created_at"], v["updated_at"] = pk, stamp, stamp
+            p.purchase._state.adding, p.purchase._state.db = False, connection.alias
+        _copy(cursor, Purchase, columns, text)
+
+        columns, row = _copy_layout(Transfer, (
+            "id", "credit_account_id", "amount", "occurred_at", "idempotency_key", "member_id", "breakdown",
+            "purchase_id",
+        ), stamp=stamp, debit_account_id=issuance.pk, unit=issuance.unit, code=TransferCode.EARN,
+            source=TransferSource.PURCHASE, staff_user_id=staff_id)
+        text, bumps, targets = [], defaultdict(int), []
+        for p, pk in zip(earning, transfer_ids, strict=True):
+            target = locked[p.item.member.pk][AccountKind.MEMBER_PENDING if p.pending else AccountKind.MEMBER_POINTS].pk
+            targets.append(target)
+            breakdown = dumped[id(p)] if not p.settled else json.dumps(
+                {**p.breakdown, "debt_settled": p.settled}).replace("\\", "\\\\")
+            text.append(row.format(pk, target, p.points, p.item.occurred_at, _copy_escape(f"{p.item.key}:earn"),
+                                   p.item.member.pk, breakdown, p.purchase.pk))
+            bumps[target] += p.points
+        _copy(cursor, Transfer, columns, text)
+
+        pending = bool(pending_days)
+        columns, row = _copy_layout(Lot, (
+            "id", "account_id", "transfer_id", "amount", "remaining", "earned_at", "expires_at", "available_at",
+        ), stamp=stamp, pending=pending)
+        text, expiry = [], {}
+        wait = dt.timedelta(days=pending_days)
+        tz = program.tz
+        for p, pk, transfer_id, target in zip(earning, lot_ids, transfer_ids, targets, strict=True):
+            at = p.item.occurred_at
+            day = at.astimezone(tz).date()  # expiry depends on the local day only
+            expires = expiry[day] if day in expiry else expiry.setdefault(day, program.expires_at_for(at))
+            text.append(row.format(pk, target, transfer_id, p.points, p.points - p.settled, at,
+                                   _NULL if expires is None else expires, at + wait if p.pending else at))
+        _copy(cursor, Lot, columns, text)
+
+        _credits_bump(bumps, locked=locked, stamp=stamp)
+
+        columns, row = _copy_layout(Event, ("id", "member_id", "payload", "occurred_at"), stamp=stamp,
+                                    type=EventType.POINTS_EARNED)
+        text = []
+        flag = "true" if pending else "false"
+        for p, pk in zip(earning, event_ids, strict=True):
+            payload = (f'{{"purchase": {p.purchase.pk}, "store": {_json_ascii(p.item.store.code)}, '
+                       f'"external_id": {_json_ascii(p.item.external_id)}, "points": {p.points}, "pending": {flag}}}')
+            text.append(row.format(pk, p.item.member.pk, payload.replace("\\", "\\\\"), p.item.occurred_at))
+        _copy(cursor, Event, columns, text)
 
 
-_FIELDS: dict = {}
+_NULL = "\\N"
+_json_ascii = json.encoder.encode_basestring_ascii  # what json.dumps writes for a str
+
+
+def _copy_escape(text: str) -> str:
+    """A string as a COPY text field."""
+    if "\\" in text:
+        text = text.replace("\\", "\\\\")
+    if "\t" in text or "\n" in text or "\r" in text:
+        text = text.replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
+    return text
+
+
+def _copy_value(value) -> str:
+    if value is None:
+        return _NULL
+    if isinstance(value, bool):
+        return "t" if value else "f"
+    if isinstance(value, dict | list):
+        return _copy_escape(json.dumps(value))
+    return _copy_escape(str(value))
+
+
+def _copy_layout(model, variable: tuple[str, ...], *, stamp: dt.datetime, **constant) -> tuple[str, str]:
+    """The COPY column list of every concrete field of ``model`` and a row template: ``{n}`` for the n-th of
+    ``variable`` (the caller writes those as COPY text), every other field its value in ``constant``, the
+    batch's time for ``auto_now`` fields, or else its default (a field added to the model later is written
+    at its default, as ``bulk_create`` would)."""
+    fields = model._meta.concrete_fields
+    unknown = set(variable) - {f.attname for f in fields}
+    if unknown:
+        raise AssertionError(f"{model.__name__} has no field {', '.join(sorted(unknown))}")
+    parts = []
+    for f in fields:
+        if f.attname in variable:
+            parts.append(f"{{{variable.index(f.attname)}}}")
+            continue
+        if f.attname in constant:
+            value = constant[f.attname]
+        elif isinstance(f, DateTimeField) and (f.auto_now or f.auto_now_add):
+            value = stamp
+        else:
+            value = f.get_default()
+        parts.append(_copy_value(value).replace("{", "{{").replace("}", "}}"))
+    columns = ", ".join(connection.ops.quote_name(f.column) for f in fields)
+    return columns, "\t".join(parts) + "\n"
+
+
+def _copy(cursor, model, columns: str, rows: list[str]) -> None:
+    if not rows:
+        return
+    try:
+        with cursor.cursor.copy(f"COPY {connection.ops.quote_name(model._meta.db_table)} ({columns}) FROM STDIN") as copy:
+            copy.write("".join(rows))
+    except psycopg_errors.IntegrityError as exc:  # the COPY bypasses Django's error wrapper
+        raise IntegrityError(*exc.args) from exc
+
+
+_DEFAULTS: dict = {}
 
 
 def _new(model, *, cache: dict | None = None, **values):
     """A model instance without ``Model.__init__`` (a tenth of the cost for thousands of rows): the given
     attribute values, every other concrete field at its default."""
-    fields = _FIELDS.get(model)
-    if fields is None:
-        fields = _FIELDS[model] = list(model._meta.concrete_fields)
+    defaults = _DEFAULTS.get(model)
+    if defaults is None:
+        fields = model._meta.concrete_fields
+        # Plain values are shared; a callable default (list, dict, a function) is called for every instance.
+        defaults = _DEFAULTS[model] = (
+            {f.attname: f.default for f in fields if f.has_default() and not callable(f.default)}
+            | {f.attname: f.get_default() for f in fields if not f.has_default()},
+            [(f.attname, f.default) for f in fields if f.has_default() and callable(f.default)])
+    plain, made = defaults
     obj = model.__new__(model)
     attrs = obj.__dict__
-    for f in fields:
-        if f.attname not in values:
-            attrs[f.attname] = f.get_default()
+    attrs.update(plain)
+    for attname, default in made:
+        if attname not in values:
+            attrs[attname] = default()
     attrs.update(values)
     obj._state = ModelState()
     if cache:
@@ -604,66 +816,24 @@ def _new(model, *, cache: dict | None = None, **values):
     return obj
 
 
-def _insert(model, objs: list, *, stamp: dt.datetime) -> None:
-    """``bulk_create`` in one statement. On PostgreSQL: ids drawn from the table's sequence in one query, then
-    one ``COPY`` (Django 5.2's ``INSERT … SELECT * FROM UNNEST`` spends most of a batch quoting arrays in
-    Python). Rows go in the order given (the purchase insert's order matters, see ``_write``)."""
-    if not objs:
+def _credits_bump(bumps: dict[int, int], *, locked, stamp: dt.datetime) -> None:
+    """``credits_posted += amount`` for many locked accounts in one UPDATE, and the same on the ``_Account``
+    figures the batch holds."""
+    if not bumps:
         return
-    if connection.vendor != "postgresql":
-        model.objects.bulk_create(objs)
-        return
-    meta = model._meta
-    table = meta.db_table
-    fields = meta.concrete_fields
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT nextval(pg_get_serial_sequence(%s, 'id')) FROM generate_series(1, %s)",
-                       [table, len(objs)])
-        ids = [row[0] for row in cursor.fetchall()]
-        kinds = []
-        for f in fields:
-            if f.primary_key:
-                kinds.append(0)
-            elif isinstance(f, DateTimeField) and (f.auto_now or f.auto_now_add):
-                kinds.append(1)
-            elif isinstance(f, JSONField):
-                kinds.append(2)
-            else:
-                kinds.append(3)
-        names = ", ".join(connection.ops.quote_name(f.column) for f in fields)
-        attnames = [f.attname for f in fields]
-        pk_name = meta.pk.attname
-        try:
-            with cursor.cursor.copy(f"COPY {connection.ops.quote_name(table)} ({names}) FROM STDIN") as copy:
-                for obj, pk in zip(objs, ids, strict=True):
-                    row = []
-                    for kind, attname in zip(kinds, attnames, strict=True):
-                        if kind == 0:
-                            row.append(pk)
-                        elif kind == 1:
-                            setattr(obj, attname, stamp)
-                            row.append(stamp)
-                        elif kind == 2:
-                            value = getattr(obj, attname)
-                            row.append(value if isinstance(value, _Dumped) else json.dumps(value))
-                        else:
-                            row.append(getattr(obj, attname))
-                    copy.write_row(row)
-                    setattr(obj, pk_name, pk)
-                    obj._state.adding, obj._state.db = False, connection.alias
-        except psycopg_errors.IntegrityError as exc:  # the COPY bypasses Django's error wrapper
-            raise IntegrityError(*exc.args) from exc
-
-
-def _credits_bump(bumps: dict[int, int], *, stamp: dt.datetime) -> None:
-    """``credits_posted += amount`` for many locked accounts in one UPDATE … FROM (VALUES …)."""
     table = connection.ops.quote_name(Account._meta.db_table)
-    values = ", ".join(["(CAST(%s AS bigint), CAST(%s AS bigint))"] * len(bumps))
-    params: list[Any] = [x for pk, amount in bumps.items() for x in (pk, amount)]
-    sql = (f"UPDATE {table} SET credits_posted = {table}.credits_posted + v.amount, updated_at = %s "
-           f"FROM (VALUES {values}) AS v(id, amount) WHERE {table}.id = v.id")
-    if connection.vendor == "sqlite":  # SQLite names VALUES columns column1, column2
+    if connection.vendor == "postgresql":
+        sql = (f"UPDATE {table} SET credits_posted = {table}.credits_posted + v.amount, updated_at = %s "
+               f"FROM unnest(%s::bigint[], %s::bigint[]) AS v(id, amount) WHERE {table}.id = v.id")
+        params: list[Any] = [stamp, list(bumps), list(bumps.values())]
+    else:  # SQLite names VALUES columns column1, column2
+        values = ", ".join(["(CAST(%s AS bigint), CAST(%s AS bigint))"] * len(bumps))
         sql = (f"UPDATE {table} SET credits_posted = {table}.credits_posted + v.column2, updated_at = %s "
                f"FROM (VALUES {values}) AS v WHERE {table}.id = v.column1")
+        params = [connection.ops.adapt_datetimefield_value(stamp),
+                  *(x for pk, amount in bumps.items() for x in (pk, amount))]
     with connection.cursor() as cursor:
-        cursor.execute(sql, [connection.ops.adapt_datetimefield_value(stamp), *params])
+        cursor.execute(sql, params)
+    by_pk = {a.pk: a for accounts in locked.values() for a in accounts.values()}
+    for pk, amount in bumps.items():
+        by_pk[pk].credits_posted += amount
