@@ -351,13 +351,7 @@ def _batch(*, items, now, bound_store_id, partner_account, staff_user, refused) 
     locked = _lock([item for item in placed if item.member is not None])
     existing: dict[tuple[int, str], Purchase] = {}
     if placed:
-        by_store: dict[int, list[str]] = defaultdict(list)
-        for item in placed:
-            by_store[item.store.pk].append(item.external_id)
-        query = Q()
-        for store_id, external_ids in by_store.items():
-            query |= Q(store_id=store_id) & Q(_texts("external_id", external_ids))
-        found = list(Purchase.objects.filter(query).values_list("pk", flat=True))
+        found = _recorded([(item.store.pk, item.external_id) for item in placed])
         if found:  # the originals as models (a replayed batch); none at all in the common case
             existing = {(p.store_id, p.external_id): p
                         for p in Purchase.objects.filter(_ids("pk", found)).select_related("store")}
@@ -442,17 +436,10 @@ def _record(items: list[_Item], *, locked, tier_ids: dict[int, int | None], prog
 
     has_purchase: set[int] = set()
     if any(c.needs_first_purchase for _rs, c in compiled.values()):
-        has_purchase = set(Purchase.objects.filter(_ids("member_id", member_ids)).values_list(
-            "member_id", flat=True).distinct())
-    usage_rows: dict[int, list[tuple[dt.datetime, int]]] = defaultdict(list)
+        has_purchase = _with_purchases(member_ids)
     capped = [item for item in items if compiled[id(item)][1].has_member_caps]
-    if capped:
-        windows = [_cap_windows(i.occurred_at, tz) for i in capped]
-        start, end = min(min(w[1], w[2]) for w in windows), max(w[3] for w in windows)
-        for mid, at, points in Purchase.objects.filter(
-                _ids("member_id", {i.member.pk for i in capped}), occurred_at__gte=start, occurred_at__lt=end,
-        ).values_list("member_id", "occurred_at", "points_earned"):
-            usage_rows[mid].append((at, points))
+    recorded_usage = _cap_usage_recorded(capped, tz=tz) if capped else {}
+    usage_rows: dict[int, list[tuple[dt.datetime, int]]] = defaultdict(list)  # the batch's own earlier items
 
     # Work out every item with the pure engine, in batch order (each member sees its own earlier items).
     evaluated: dict[int, tuple] = {}
@@ -474,9 +461,10 @@ def _record(items: list[_Item], *, locked, tier_ids: dict[int, int | None], prog
         if rules.has_member_caps:
             day, week, month, end = _cap_windows(item.occurred_at, tz)
             rows = usage_rows[mid]
-            usage = CapUsage(day=sum(p for at, p in rows if day <= at < end),
-                             week=sum(p for at, p in rows if week <= at < end),
-                             month=sum(p for at, p in rows if month <= at < end))
+            used = recorded_usage.get(id(item), (0, 0, 0))
+            usage = CapUsage(day=used[0] + sum(p for at, p in rows if day <= at < end),
+                             week=used[1] + sum(p for at, p in rows if week <= at < end),
+                             month=used[2] + sum(p for at, p in rows if month <= at < end))
         basket = Basket(total=item.total, lines=tuple(item.lines), occurred_at=item.occurred_at,
                         store_code=item.store.code, channel=item.channel, paid_with_points=ZERO_MONEY,
                         coupon_discount=ZERO_MONEY, stored_value_paid=ZERO_MONEY,
@@ -579,9 +567,83 @@ _CENT = Decimal("0.01")
 
 
 def _qualifying_figures(*, member_ids, start: dt.datetime, end: dt.datetime) -> dict[int, tuple[Decimal, int]]:
-    rows = (Purchase.objects.filter(_ids("member_id", member_ids), occurred_at__gte=start, occurred_at__lte=end)
-            .values("member_id").annotate(spend=_SPEND, points=_POINTS).values_list("member_id", "spend", "points"))
+    if connection.vendor == "postgresql":
+        rows = _fetch(
+            f"SELECT m.id, COALESCE(SUM(p.total - p.refunded_amount), 0), "
+            f"COALESCE(SUM(p.points_earned - p.points_reversed), 0) FROM unnest(%s::bigint[]) AS m(id) "
+            f"JOIN {_PURCHASES} p ON p.member_id = m.id AND p.occurred_at >= %s AND p.occurred_at <= %s GROUP BY m.id",
+            [list(member_ids), start, end])
+    else:
+        rows = (Purchase.objects.filter(_ids("member_id", member_ids), occurred_at__gte=start, occurred_at__lte=end)
+                .values("member_id").annotate(spend=_SPEND, points=_POINTS).values_list("member_id", "spend", "points"))
     return {mid: (Decimal(spend).quantize(_CENT), int(points)) for mid, spend, points in rows}
+
+
+# ---- look-ups that stay index probes on PostgreSQL whatever the planner's statistics say (a table that grew
+# from nothing since it was last analysed got sequential scans of every purchase with ``= ANY``) -------------
+
+_PURCHASES = connection.ops.quote_name(Purchase._meta.db_table)
+
+
+def _fetch(sql: str, params: list) -> list[tuple]:
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.fetchall()
+
+
+def _recorded(orders: list[tuple[int, str]]) -> list[int]:
+    """Ids of the purchases already recorded for these (store id, external id) orders."""
+    if connection.vendor == "postgresql":
+        return [row[0] for row in _fetch(
+            f"SELECT p.id FROM unnest(%s::bigint[], %s::text[]) AS o(store_id, external_id) "
+            f"JOIN {_PURCHASES} p ON p.store_id = o.store_id AND p.external_id = o.external_id",
+            [[store for store, _e in orders], [external for _s, external in orders]])]
+    by_store: dict[int, list[str]] = defaultdict(list)
+    for store_id, external_id in orders:
+        by_store[store_id].append(external_id)
+    query = Q()
+    for store_id, external_ids in by_store.items():
+        query |= Q(store_id=store_id) & Q(_texts("external_id", external_ids))
+    return list(Purchase.objects.filter(query).values_list("pk", flat=True))
+
+
+def _with_purchases(member_ids: set[int]) -> set[int]:
+    """The members who have recorded a purchase before (first-purchase rules)."""
+    if connection.vendor == "postgresql":
+        return {row[0] for row in _fetch(
+            f"SELECT m.id FROM unnest(%s::bigint[]) AS m(id) WHERE EXISTS (SELECT 1 FROM {_PURCHASES} p "
+            f"WHERE p.member_id = m.id)", [list(member_ids)])}
+    return set(Purchase.objects.filter(_ids("member_id", member_ids)).values_list("member_id", flat=True).distinct())
+
+
+def _cap_usage_recorded(items: list[_Item], *, tz) -> dict[int, tuple[int, int, int]]:
+    """Points of recorded purchases in each item's local day, week and month (``_cap_windows``), by ``id(item)``;
+    the batch's own earlier items come on top."""
+    windows = {id(i): _cap_windows(i.occurred_at, tz) for i in items}
+    if connection.vendor == "postgresql":  # summed in the database: no purchase times to load
+        keys = list(windows)
+        return {key: (day, week, month) for key, day, week, month in _fetch(
+            f"SELECT w.key, COALESCE(SUM(p.points_earned) FILTER (WHERE p.occurred_at >= w.day), 0)::bigint, "
+            f"COALESCE(SUM(p.points_earned) FILTER (WHERE p.occurred_at >= w.week), 0)::bigint, "
+            f"COALESCE(SUM(p.points_earned) FILTER (WHERE p.occurred_at >= w.month), 0)::bigint "
+            f"FROM unnest(%s::bigint[], %s::bigint[], %s::timestamptz[], %s::timestamptz[], %s::timestamptz[], "
+            f"%s::timestamptz[]) AS w(key, member_id, day, week, month, stop) "
+            f"JOIN {_PURCHASES} p ON p.member_id = w.member_id AND p.occurred_at >= LEAST(w.week, w.month) "
+            f"AND p.occurred_at < w.stop GROUP BY w.key",
+            [keys, [i.member.pk for i in items], *([windows[k][n] for k in keys] for n in range(4))])}
+    start, end = min(min(w[1], w[2]) for w in windows.values()), max(w[3] for w in windows.values())
+    rows: dict[int, list[tuple[dt.datetime, int]]] = defaultdict(list)
+    for mid, at, points in Purchase.objects.filter(
+            _ids("member_id", {i.member.pk for i in items}), occurred_at__gte=start, occurred_at__lt=end,
+    ).values_list("member_id", "occurred_at", "points_earned"):
+        rows[mid].append((at, points))
+    out = {}
+    for item in items:
+        day, week, month, stop = windows[id(item)]
+        mine = rows[item.member.pk]
+        out[id(item)] = (sum(p for at, p in mine if day <= at < stop), sum(p for at, p in mine if week <= at < stop),
+                         sum(p for at, p in mine if month <= at < stop))
+    return out
 
 
 def _may_upgrade(items, *, evaluated, current, tiers, policy, tz) -> set[int]:
@@ -661,10 +723,11 @@ def _write_copy(plans: list[_Plan], *, locked, issuance: Account, program, staff
     staff_id = staff_user.pk if staff_user else None
     pending_days = program.pending_days
     with connection.cursor() as cursor:
+        sequences = _sequences(cursor)
         cursor.execute("SELECT " + ", ".join(
-            ["ARRAY(SELECT nextval(pg_get_serial_sequence(%s, 'id')) FROM generate_series(1, %s))"] * 4), [
-            Purchase._meta.db_table, len(plans), Transfer._meta.db_table, len(earning), Lot._meta.db_table,
-            len(earning), Event._meta.db_table, len(earning)])
+            ["ARRAY(SELECT nextval(%s::regclass) FROM generate_series(1, %s))"] * 4), [
+            sequences[Purchase], len(plans), sequences[Transfer], len(earning), sequences[Lot], len(earning),
+            sequences[Event], len(earning)])
         purchase_ids, transfer_ids, lot_ids, event_ids = cursor.fetchone()
 
         columns, row = _copy_layout(Purchase, (
@@ -728,6 +791,20 @@ def _write_copy(plans: list[_Plan], *, locked, issuance: Account, program, staff
                        f'"external_id": {_json_ascii(p.item.external_id)}, "points": {p.points}, "pending": {flag}}}')
             text.append(row.format(pk, p.item.member.pk, payload.replace("\\", "\\\\"), p.item.occurred_at))
         _copy(cursor, Event, columns, text)
+
+
+_SEQUENCES: dict = {}
+
+
+def _sequences(cursor) -> dict:
+    """The id sequence of each table the batch writes, looked up once per process (``nextval`` of a name
+    given as ``pg_get_serial_sequence(…)`` looks it up for every id: ten times the cost)."""
+    if not _SEQUENCES:
+        models = (Purchase, Transfer, Lot, Event)
+        cursor.execute("SELECT " + ", ".join(["pg_get_serial_sequence(%s, 'id')"] * len(models)),
+                       [m._meta.db_table for m in models])
+        _SEQUENCES.update(zip(models, cursor.fetchone(), strict=True))
+    return _SEQUENCES
 
 
 _NULL = "\\N"
