@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
+import psycopg
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import IntegrityError, connection, transaction
@@ -570,7 +571,7 @@ def _qualifying_figures(*, member_ids, start: dt.datetime, end: dt.datetime) -> 
     if connection.vendor == "postgresql":
         rows = _fetch(
             f"SELECT m.id, COALESCE(SUM(p.total - p.refunded_amount), 0), "
-            f"COALESCE(SUM(p.points_earned - p.points_reversed), 0) FROM unnest(%s::bigint[]) AS m(id) "
+            f"COALESCE(SUM(p.points_earned - p.points_reversed), 0) FROM unnest(%b::bigint[]) AS m(id) "
             f"JOIN {_PURCHASES} p ON p.member_id = m.id AND p.occurred_at >= %s AND p.occurred_at <= %s GROUP BY m.id",
             [list(member_ids), start, end])
     else:
@@ -585,8 +586,17 @@ def _qualifying_figures(*, member_ids, start: dt.datetime, end: dt.datetime) -> 
 _PURCHASES = connection.ops.quote_name(Purchase._meta.db_table)
 
 
+def _cursor():
+    """On PostgreSQL a cursor that binds parameters on the server (``%b``: arrays sent in binary, no quoting of
+    each value in Python, as Django's client-side binding does), in Django's wrapper (errors, query log)."""
+    if connection.vendor != "postgresql":
+        return connection.cursor()
+    connection.ensure_connection()
+    return connection._prepare_cursor(psycopg.Cursor(connection.connection))
+
+
 def _fetch(sql: str, params: list) -> list[tuple]:
-    with connection.cursor() as cursor:
+    with _cursor() as cursor:
         cursor.execute(sql, params)
         return cursor.fetchall()
 
@@ -595,7 +605,7 @@ def _recorded(orders: list[tuple[int, str]]) -> list[int]:
     """Ids of the purchases already recorded for these (store id, external id) orders."""
     if connection.vendor == "postgresql":
         return [row[0] for row in _fetch(
-            f"SELECT p.id FROM unnest(%s::bigint[], %s::text[]) AS o(store_id, external_id) "
+            f"SELECT p.id FROM unnest(%b::bigint[], %b::text[]) AS o(store_id, external_id) "
             f"JOIN {_PURCHASES} p ON p.store_id = o.store_id AND p.external_id = o.external_id",
             [[store for store, _e in orders], [external for _s, external in orders]])]
     by_store: dict[int, list[str]] = defaultdict(list)
@@ -611,7 +621,7 @@ def _with_purchases(member_ids: set[int]) -> set[int]:
     """The members who have recorded a purchase before (first-purchase rules)."""
     if connection.vendor == "postgresql":
         return {row[0] for row in _fetch(
-            f"SELECT m.id FROM unnest(%s::bigint[]) AS m(id) WHERE EXISTS (SELECT 1 FROM {_PURCHASES} p "
+            f"SELECT m.id FROM unnest(%b::bigint[]) AS m(id) WHERE EXISTS (SELECT 1 FROM {_PURCHASES} p "
             f"WHERE p.member_id = m.id)", [list(member_ids)])}
     return set(Purchase.objects.filter(_ids("member_id", member_ids)).values_list("member_id", flat=True).distinct())
 
@@ -626,8 +636,8 @@ def _cap_usage_recorded(items: list[_Item], *, tz) -> dict[int, tuple[int, int, 
             f"SELECT w.key, COALESCE(SUM(p.points_earned) FILTER (WHERE p.occurred_at >= w.day), 0)::bigint, "
             f"COALESCE(SUM(p.points_earned) FILTER (WHERE p.occurred_at >= w.week), 0)::bigint, "
             f"COALESCE(SUM(p.points_earned) FILTER (WHERE p.occurred_at >= w.month), 0)::bigint "
-            f"FROM unnest(%s::bigint[], %s::bigint[], %s::timestamptz[], %s::timestamptz[], %s::timestamptz[], "
-            f"%s::timestamptz[]) AS w(key, member_id, day, week, month, stop) "
+            f"FROM unnest(%b::bigint[], %b::bigint[], %b::timestamptz[], %b::timestamptz[], %b::timestamptz[], "
+            f"%b::timestamptz[]) AS w(key, member_id, day, week, month, stop) "
             f"JOIN {_PURCHASES} p ON p.member_id = w.member_id AND p.occurred_at >= LEAST(w.week, w.month) "
             f"AND p.occurred_at < w.stop GROUP BY w.key",
             [keys, [i.member.pk for i in items], *([windows[k][n] for k in keys] for n in range(4))])}
@@ -901,7 +911,7 @@ def _credits_bump(bumps: dict[int, int], *, locked, stamp: dt.datetime) -> None:
     table = connection.ops.quote_name(Account._meta.db_table)
     if connection.vendor == "postgresql":
         sql = (f"UPDATE {table} SET credits_posted = {table}.credits_posted + v.amount, updated_at = %s "
-               f"FROM unnest(%s::bigint[], %s::bigint[]) AS v(id, amount) WHERE {table}.id = v.id")
+               f"FROM unnest(%b::bigint[], %b::bigint[]) AS v(id, amount) WHERE {table}.id = v.id")
         params: list[Any] = [stamp, list(bumps), list(bumps.values())]
     else:  # SQLite names VALUES columns column1, column2
         values = ", ".join(["(CAST(%s AS bigint), CAST(%s AS bigint))"] * len(bumps))
@@ -909,7 +919,7 @@ def _credits_bump(bumps: dict[int, int], *, locked, stamp: dt.datetime) -> None:
                f"FROM (VALUES {values}) AS v WHERE {table}.id = v.column1")
         params = [connection.ops.adapt_datetimefield_value(stamp),
                   *(x for pk, amount in bumps.items() for x in (pk, amount))]
-    with connection.cursor() as cursor:
+    with _cursor() as cursor:
         cursor.execute(sql, params)
     by_pk = {a.pk: a for accounts in locked.values() for a in accounts.values()}
     for pk, amount in bumps.items():
