@@ -88,6 +88,14 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 else:
     DATABASES["default"]["CONN_MAX_AGE"] = env.int("DJANGO_CONN_MAX_AGE", default=60)
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+# The earn hot path prepares its fixed statements on the server (loyalty/db.py); false behind a pooler that
+# drops prepared statements (PgBouncer in transaction mode before 1.21).
+DATABASE_PREPARED_STATEMENTS = env.bool("DATABASE_PREPARED_STATEMENTS", default=True)
+if DATABASES["default"]["ENGINE"] != "django.db.backends.sqlite3" and DATABASE_PREPARED_STATEMENTS:
+    # Django's own cursors bind on the client and are never prepared; only loyalty.db's statements are.
+    DATABASES["default"].setdefault("OPTIONS", {}).setdefault("prepare_threshold", 1)
+# POST /api/v1/purchases: plain earns are answered below Django's request stack (loyalty/api/fastlane.py).
+API_FAST_LANE = env.bool("API_FAST_LANE", default=True)
 
 # ---- AUTH ----
 AUTH_PASSWORD_VALIDATORS = [

@@ -43,6 +43,29 @@ post_save.connect(api_client_cache_clear, sender=ApiClient, dispatch_uid="api_cl
 post_delete.connect(api_client_cache_clear, sender=ApiClient, dispatch_uid="api_client_cache_clear_delete")
 
 
+def api_client_verify(header: str):
+    """The active client of an ``Authorization`` header value: ``(client, None)``, or ``(None, why)`` with the
+    refusal's message. Shared by the DRF authentication below and the earn fast lane (loyalty/api/fastlane.py)."""
+    parts = header.split()
+    if len(parts) != 2 or parts[0] != ApiKeyAuthentication.keyword:
+        return None, _("Use the header “Authorization: Bearer <API key>”.")
+    key = parts[1]
+    client = api_client_by_prefix("_".join(key.split("_")[:2]))
+    if client is None or not hmac.compare_digest(client.key_hash, api_key_hash(key)):
+        return None, _("The API key is not valid.")
+    if not client.is_active:
+        return None, _("The API key was revoked.")
+    return client, None
+
+
+def api_client_touch(client: ApiClient) -> None:
+    """Record "last used": at most one UPDATE per client per minute."""
+    now = timezone.now()
+    if client.last_used_at is None or now - client.last_used_at > LAST_USED_RESOLUTION:
+        ApiClient.objects.filter(pk=client.pk).update(last_used_at=now)
+        client.last_used_at = now
+
+
 class ApiKeyAuthentication(authentication.BaseAuthentication):
     """``Authorization: Bearer lk_<public>_<secret>``. ``request.auth`` is the ApiClient."""
 
@@ -53,23 +76,11 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
         header = authentication.get_authorization_header(request).decode("latin-1").strip()
         if not header:
             return None  # HasScope refuses it (and counts it as a failure)
-        parts = header.split()
-        if len(parts) != 2 or parts[0] != self.keyword:
+        client, refusal = api_client_verify(header)
+        if client is None:
             auth_failure_record(request)
-            raise exceptions.AuthenticationFailed(_("Use the header “Authorization: Bearer <API key>”."))
-        key = parts[1]
-        prefix = "_".join(key.split("_")[:2])
-        client = api_client_by_prefix(prefix)
-        if client is None or not hmac.compare_digest(client.key_hash, api_key_hash(key)):
-            auth_failure_record(request)
-            raise exceptions.AuthenticationFailed(_("The API key is not valid."))
-        if not client.is_active:
-            auth_failure_record(request)
-            raise exceptions.AuthenticationFailed(_("The API key was revoked."))
-        now = timezone.now()
-        if client.last_used_at is None or now - client.last_used_at > LAST_USED_RESOLUTION:
-            ApiClient.objects.filter(pk=client.pk).update(last_used_at=now)
-            client.last_used_at = now
+            raise exceptions.AuthenticationFailed(refusal)
+        api_client_touch(client)
         return (None, client)
 
     def authenticate_header(self, request) -> str:

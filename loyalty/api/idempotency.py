@@ -29,8 +29,13 @@ WAIT = 10.0  # seconds a duplicate waits for the first request to finish
 
 
 def request_fingerprint(request) -> str:
-    body = json.dumps(request.data, sort_keys=True, separators=(",", ":"), default=str, ensure_ascii=False)
-    return hashlib.sha256(f"{request.method} {request.path}\n{body}".encode()).hexdigest()
+    return fingerprint_of(request.method, request.path, request.data)
+
+
+def fingerprint_of(method: str, path: str, data) -> str:
+    """What makes two requests "the same" for a key: method, path and the parsed JSON body."""
+    body = json.dumps(data, sort_keys=True, separators=(",", ":"), default=str, ensure_ascii=False)
+    return hashlib.sha256(f"{method} {path}\n{body}".encode()).hexdigest()
 
 
 def api_idempotency_key(request) -> str:

@@ -49,17 +49,29 @@ def window_count(key: str, *, bump: bool = True) -> tuple[int | None, float]:
         return None, wait
 
 
+# WSGI environ key: the earn fast lane (loyalty/api/fastlane.py) counted this request already and, when it hands
+# the request on to Django, leaves its verdict here so that it is not counted twice.
+COUNTED = "loyalty.api.rate_counted"
+
+
+def client_rate_check(client: ApiClient) -> tuple[bool, float | None]:
+    """Count one request of ``client``: (allowed, seconds to the next window)."""
+    limit = client.rate_limit_per_minute
+    if not limit:
+        return True, None  # 0: no limit
+    # The key prefix too: a reissued key (or a reused pk in a test database) starts its own count.
+    count, wait = window_count(f"api-throttle:{client.pk}:{client.key_prefix}")
+    return count is None or count <= limit, wait
+
+
 class ApiClientRateThrottle(BaseThrottle):
     def allow_request(self, request, view) -> bool:
         client = request.auth
         if not isinstance(client, ApiClient):
             return True  # unauthenticated requests are refused by authentication/permissions anyway
-        limit = client.rate_limit_per_minute
-        if not limit:
-            return True  # 0: no limit
-        # The key prefix too: a reissued key (or a reused pk in a test database) starts its own count.
-        count, self.wait_seconds = window_count(f"api-throttle:{client.pk}:{client.key_prefix}")
-        return count is None or count <= limit
+        verdict = request.META.get(COUNTED) or client_rate_check(client)
+        allowed, self.wait_seconds = verdict
+        return allowed
 
     def wait(self) -> float | None:
         return getattr(self, "wait_seconds", None)

@@ -10,6 +10,7 @@ from django.db import connection, models, transaction
 from django.db.models import F, Q, Subquery
 from django.utils import timezone
 
+from loyalty.db import hot_fetch
 from loyalty.exceptions import InsufficientPoints, LoyaltyError, MemberClosed, MemberFrozen, MemberNotFound
 from loyalty.locks import POINTS_KINDS
 from loyalty.models import (
@@ -153,9 +154,7 @@ def _instance(model, values: list) -> models.Model | None:
 
 def _accounts_lock_pg(column: str, value: Any) -> list[Account]:
     """The rows of the lock query as the ORM's select_related would give them."""
-    with connection.cursor() as cursor:
-        cursor.execute(_accounts_lock_sql(column), [value, *POINTS_KINDS])
-        rows = cursor.fetchall()
+    rows = hot_fetch(_accounts_lock_sql(column), [value, *POINTS_KINDS])
     sizes = [len(model._meta.concrete_fields) for model in _LOCK_JOIN]
     accounts, member = [], None
     for row in rows:

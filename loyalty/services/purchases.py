@@ -11,6 +11,7 @@ from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from loyalty.config import config_snapshot
+from loyalty.db import hot_fetch
 from loyalty.earning import Basket, CapUsage, earn_evaluate, topup_evaluate
 from loyalty.exceptions import DuplicatePurchase, InvalidInput, RefundExceedsPurchase, StoreNotFound
 from loyalty.idempotency import fingerprint, idempotency_key_check, replay_or_refuse
@@ -221,9 +222,7 @@ def member_figures_one_query(*, member: Member, at: dt.datetime, tz, rules, wind
     if bounds:
         sql += f" FROM {Purchase._meta.db_table} WHERE member_id = %s AND occurred_at >= %s AND occurred_at <= %s"
         params += [member.pk, min(bounds), max(bounds)]
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        row = list(cursor.fetchone())
+    row = list(hot_fetch(sql, params)[0])
     first = row.pop(0) if rules.needs_first_purchase else None
     usage = CapUsage(day=int(row.pop(0)), week=int(row.pop(0)), month=int(row.pop(0))) if rules.has_member_caps else None
     window = (Decimal(row[0]).quantize(Decimal("0.01")), int(row[1])) if window_from is not None else None
