@@ -30,7 +30,7 @@ from types import SimpleNamespace
 from django.conf import settings
 from django.core import signals
 from django.core.handlers.wsgi import WSGIRequest
-from django.db import connection, transaction
+from django.db import connection, connections, transaction
 from django.utils import timezone, translation
 from django.utils.dateparse import parse_datetime
 from psycopg.types.json import Jsonb
@@ -70,7 +70,11 @@ class EarnFastLane:
         if (environ.get("REQUEST_METHOD") != "POST" or environ.get("PATH_INFO") != PATH or not settings.API_FAST_LANE
                 or connection.vendor != "postgresql"):  # its statements are PostgreSQL's (loyalty/db.py)
             return self.app(environ, start_response)
-        signals.request_started.send(sender=self.__class__, environ=environ)
+        signals.request_started.send(sender=self.__class__, environ=environ)  # Django's per-request housekeeping
+        for conn in connections.all(initialized_only=True):
+            # No "SELECT 1" health check first: a dead connection fails the lane's first statement, and the
+            # request goes to Django, whose own check then reconnects.
+            conn.health_check_done = True
         request = WSGIRequest(environ)
         answer = None
         try:

@@ -92,21 +92,34 @@ def purchase_body(rng: random.Random, *, member_id: int, external_id: str, occur
 
 
 def queries_per_earn(*, key: str, member_ids: tuple[int, int], occurred_at: str, n: int = 5) -> dict:
-    """SQL statements of one API earn through the test client (the first request warms per-process caches)."""
+    """SQL statements of one API earn through the WSGI application gunicorn serves (``config.wsgi``, with the earn
+    fast lane), in this process; the first request warms per-process caches."""
+    import io
+
     from django.db import connection
-    from django.test import Client
     from django.test.utils import CaptureQueriesContext
 
-    client = Client(HTTP_HOST="127.0.0.1")
+    from config.wsgi import application
+
     rng = random.Random(5)
     counts, statements = [], []
     for i in range(n):
-        body = purchase_body(rng, member_id=rng.randint(*member_ids), external_id=f"Q-{i}", occurred_at=occurred_at)
+        payload = json.dumps(purchase_body(rng, member_id=rng.randint(*member_ids), external_id=f"Q-{i}",
+                                           occurred_at=occurred_at)).encode()
+        environ = {"REQUEST_METHOD": "POST", "PATH_INFO": "/api/v1/purchases", "SCRIPT_NAME": "", "QUERY_STRING": "",
+                   "SERVER_NAME": "127.0.0.1", "SERVER_PORT": "443", "HTTP_HOST": "127.0.0.1",
+                   "SERVER_PROTOCOL": "HTTP/1.1", "wsgi.url_scheme": "https", "wsgi.input": io.BytesIO(payload),
+                   "wsgi.errors": sys.stderr, "CONTENT_LENGTH": str(len(payload)), "CONTENT_TYPE": "application/json",
+                   "HTTP_AUTHORIZATION": f"Bearer {key}", "HTTP_IDEMPOTENCY_KEY": f"q-{i}", "REMOTE_ADDR": "127.0.0.1"}
+        answer: dict = {}
+
+        def start_response(status, headers, exc_info=None, answer=answer):
+            answer["status"] = status
+
         with CaptureQueriesContext(connection) as captured:
-            response = client.post("/api/v1/purchases", data=json.dumps(body), content_type="application/json",
-                                   secure=True, HTTP_AUTHORIZATION=f"Bearer {key}", HTTP_IDEMPOTENCY_KEY=f"q-{i}")
-        if response.status_code != 201:
-            raise RuntimeError(f"query count: POST /purchases answered {response.status_code}: {response.content[:300]!r}")
+            content = b"".join(application(environ, start_response))
+        if not answer["status"].startswith("201"):
+            raise RuntimeError(f"query count: POST /purchases answered {answer['status']}: {content[:300]!r}")
         counts.append(len(captured.captured_queries))
         statements = [q["sql"] for q in captured.captured_queries]
     control = sum(1 for sql in statements if re.match(r"\s*(BEGIN|COMMIT|ROLLBACK|SAVEPOINT|RELEASE)\b", sql, re.I))
