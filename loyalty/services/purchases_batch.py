@@ -16,6 +16,7 @@ Debt settlement and pending points stay on the bulk path.
 import datetime as dt
 import hashlib
 import json
+import re
 from collections import defaultdict
 from collections.abc import Collection
 from dataclasses import dataclass, field
@@ -34,7 +35,7 @@ from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 from psycopg import errors as psycopg_errors
 
-from loyalty.earning import Basket, CapUsage, CompiledRuleSet, MemberFacts, earn_evaluate
+from loyalty.earning import Basket, CapUsage, CompiledRuleSet, Line, MemberFacts, earn_evaluate
 from loyalty.exceptions import (
     InvalidInput,
     LoyaltyError,
@@ -74,7 +75,14 @@ from loyalty.services.tiers import (
     tiers_ordered,
     window_start,
 )
-from loyalty.validation import lines_clean, money_clean, text_clean, time_clean
+from loyalty.validation import (
+    FUTURE_TOLERANCE,
+    MAX_MONEY,
+    lines_clean,
+    money_clean,
+    text_clean,
+    time_clean,
+)
 from members.models import Member, MemberStatus, Store
 from members.services import phone_normalise
 
@@ -121,6 +129,79 @@ class _Item:
     promo_codes: list[str] = field(default_factory=list)
     external_id: str = ""
     key: str = ""
+
+
+_MONEY_TEXT = re.compile(r"\d{1,10}(?:\.\d{1,2})?")
+_CENTS = Decimal("0.01")
+_CHANNELS = frozenset(Channel.values)
+
+
+def _money_quick(value, *, zero_ok: bool) -> Decimal | None:
+    """``money_clean`` of a plainly valid amount (a decimal string or a Decimal); None for anything else."""
+    if type(value) is str:
+        if not _MONEY_TEXT.fullmatch(value):
+            return None
+        amount = Decimal(value)
+    elif type(value) is Decimal and value.is_finite() and value.as_tuple().exponent >= -2 and 0 <= value <= MAX_MONEY:
+        amount = value
+    else:
+        return None
+    return amount.quantize(_CENTS) if amount or zero_ok else None
+
+
+def _text_quick(value, limit: int, *, required: bool = True) -> str | None:
+    """``text_clean`` of a plainly valid string (None, meaning "check it properly", for anything else)."""
+    if value is None and not required:
+        return ""
+    if type(value) is not str:
+        return None
+    text = value.strip()
+    return text if (text or not required) and len(text) <= limit else None
+
+
+def _clean_quick(item: _Item, *, now: dt.datetime) -> bool:
+    """``_clean`` for a plainly well-formed item, with the same results, in a fraction of the time; False
+    (nothing set that ``_clean`` does not set again) for anything else, which ``_clean`` then checks and
+    refuses with its exact error."""
+    raw = item.raw
+    if raw.get("points_payment_quote") is not None or raw.get("coupon_codes"):
+        return False
+    total = _money_quick(raw.get("total"), zero_ok=False)
+    at = raw.get("occurred_at")
+    if total is None or not isinstance(at, dt.datetime) or at.utcoffset() is None or at > now + FUTURE_TOLERANCE:
+        return False
+    raw_lines = raw.get("lines")
+    if not raw_lines:
+        lines = [Line(sku="", category="", quantity=1, amount=total)]
+    else:
+        if type(raw_lines) is not list or len(raw_lines) > 500:
+            return False
+        lines = []
+        for line in raw_lines:
+            if type(line) is not dict:
+                return False
+            quantity = line.get("quantity", 1)
+            sku, category = _text_quick(line.get("sku"), 64), _text_quick(line.get("category"), 64, required=False)
+            amount = _money_quick(line.get("amount"), zero_ok=True)
+            if type(quantity) is not int or quantity < 1 or sku is None or category is None or amount is None:
+                return False
+            lines.append(Line(sku=sku, category=category, quantity=quantity, amount=amount))
+        if sum(line.amount for line in lines) != total:
+            return False
+    promo = raw.get("promo_codes") or []
+    if not isinstance(promo, list | tuple):
+        return False
+    codes = [_text_quick(code, 32) for code in promo]
+    external_id = _text_quick(raw.get("external_id"), 64)
+    channel = raw.get("channel") or Channel.STORE
+    ref = raw.get("member")
+    if (None in codes or external_id is None or not isinstance(channel, str) or channel not in _CHANNELS
+            or not isinstance(ref, dict) or len(ref) != 1 or next(iter(ref)) not in ("id", "phone", "member_number")
+            or _text_quick(raw.get("store"), 32) is None):
+        return False
+    item.total, item.occurred_at, item.lines, item.promo_codes = total, at, lines, sorted(set(codes))
+    item.external_id, item.channel = external_id, channel
+    return True
 
 
 def _clean(item: _Item, *, now: dt.datetime) -> None:
@@ -324,7 +405,8 @@ def _batch(*, items, now, bound_store_id, partner_account, staff_user, refused) 
             _fail(item, InvalidInput(field="purchases"))
             continue
         try:
-            _clean(item, now=now)
+            if not _clean_quick(item, now=now):
+                _clean(item, now=now)
         except LoyaltyError as exc:
             _fail(item, exc)
             continue
