@@ -22,8 +22,11 @@ class Channel(models.TextChoices):
 class Purchase(BaseModel):
     """A recorded sale. ``lines`` is a list of {sku, category, quantity, amount, refunded_quantity}."""
 
-    member = models.ForeignKey(Member, verbose_name=_("member"), on_delete=models.PROTECT, related_name="purchases")
-    store = models.ForeignKey(Store, verbose_name=_("store"), on_delete=models.PROTECT, related_name="purchases")
+    # No single-column indexes: purchase_member_time_idx and the unique (store, external_id) lead with them.
+    member = models.ForeignKey(Member, verbose_name=_("member"), on_delete=models.PROTECT, related_name="purchases",
+                               db_index=False)
+    store = models.ForeignKey(Store, verbose_name=_("store"), on_delete=models.PROTECT, related_name="purchases",
+                              db_index=False)
     external_id = models.CharField(_("external reference"), max_length=64)
     channel = models.CharField(_("channel"), max_length=8, choices=Channel.choices, default=Channel.STORE)
     occurred_at = models.DateTimeField(_("business time"))

@@ -11,7 +11,6 @@ See docs/decisions/0006-earn-hot-path.md.
 
 import datetime as dt
 import functools
-import operator
 
 from django.db import DEFAULT_DB_ALIAS, connection, connections, models
 from django.utils import timezone
@@ -56,12 +55,12 @@ def _insert_select(model_obj: models.Model, *, refs: dict[str, tuple[str, list]]
     """``INSERT INTO <table> (<cols>) SELECT|VALUES …`` for an unsaved instance; ``refs`` maps a column to an
     SQL expression over ``source`` and its parameters (e.g. ``{"purchase_id": ("p.id", [])}``)."""
     sql, slots = _insert_sql(type(model_obj), tuple((k, e) for k, (e, _p) in refs.items()), source, connection.vendor)
-    params = []
+    params, conn = [], connections[DEFAULT_DB_ALIAS]
     for slot in slots:
         if isinstance(slot, str):
             params += refs[slot][1]
         else:
-            params.append(slot(model_obj))
+            params.append(slot(model_obj, conn))
     return sql, params
 
 
@@ -74,11 +73,9 @@ def _reader(field: models.Field):
     """How to read ``field``'s database value off an unsaved instance, chosen once per field."""
     if isinstance(field, _PLAIN) or (isinstance(field, models.DateTimeField)
                                      and not (field.auto_now or field.auto_now_add)):
-        return operator.attrgetter(field.attname)
-
-    def prepared(obj):
-        return field.get_db_prep_save(field.pre_save(obj, add=True), connections[DEFAULT_DB_ALIAS])
-    return prepared
+        attname = field.attname
+        return lambda obj, conn: getattr(obj, attname)
+    return lambda obj, conn: field.get_db_prep_save(field.pre_save(obj, add=True), conn)
 
 
 def earn_write_one_statement(*, purchase: Purchase, accounts: MemberAccounts, issuer: Account,
