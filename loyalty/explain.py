@@ -1,10 +1,13 @@
 """Rules and earn breakdowns in plain words, in the active language. Admin, portal and API all use these."""
 
 from decimal import Decimal
+from functools import lru_cache
 
+from django.core.signals import setting_changed
+from django.dispatch import receiver
 from django.utils.formats import number_format
+from django.utils.translation import get_language, ngettext
 from django.utils.translation import gettext as _
-from django.utils.translation import ngettext
 
 from loyalty.earning import CompiledModifier, CompiledRuleSet
 
@@ -43,57 +46,112 @@ def _line_names(breakdown: dict, indexes: list[int]) -> str:
     return ", ".join(names)
 
 
+@lru_cache(maxsize=64)
+def _breakdown_words(language: str | None) -> dict[str, str]:
+    """The sentences of ``breakdown_lines`` in one language, translated once per language and process (a
+    batch of 1,000 purchases spent most of its answer in gettext and number formatting)."""
+    return {
+        "topup": _("Top-up of %(amount)s at %(rate)s: %(points)s"),
+        "per": _("%(points)s per %(spend)s"),
+        "base": _("Base: %(points)s (%(rate)s on %(eligible)s)"),
+        "excluded": _("%(amount)s %(what)s earns nothing"),
+        "points": _("paid with points"), "coupons": _("coupon discounts"), "stored_value": _("paid with stored value"),
+        "below": _("Below the minimum spend of %(amount)s: no points"),
+        "tier": _("%(tier)s ×%(value)s"),
+        "bonus": _("%(name)s (bonus)"),
+        "multiplier": _("%(name)s ×%(value)s"),
+        "on_items": _("%(rule)s on %(items)s: %(points)s"),
+        "rule": _("%(rule)s: %(points)s"),
+        "capped": _("(capped at %(points)s per order)"),
+        "rounding": _("Rounding: %(points)s"),
+        "day": _("daily"), "week": _("weekly"), "month": _("monthly"),
+        "cap": _("The %(period)s cap of %(limit)s was reached (%(used)s already earned): %(cut)s"),
+        "total": _("Total: %(points)s"),
+    }
+
+
+# Formatted figures by language: the same text ``points``, ``signed`` and ``money`` give in that language.
+@lru_cache(maxsize=8192)
+def _points_in(language: str | None, n: int) -> str:
+    return points(n)
+
+
+@lru_cache(maxsize=8192)
+def _signed_in(language: str | None, n: int) -> str:
+    return signed(n)
+
+
+@lru_cache(maxsize=8192)
+def _money_in(language: str | None, currency: str, amount: str) -> str:
+    return money(amount, currency)
+
+
+@receiver(setting_changed)
+def _formats_forget(**kwargs) -> None:
+    """Languages, formats and translations come from settings: a changed setting (tests) starts afresh."""
+    for cached in (_breakdown_words, _points_in, _signed_in, _money_in):
+        cached.cache_clear()
+
+
 def breakdown_lines(breakdown: dict, *, currency: str = "CNY") -> list[str]:
     """An earn breakdown as sentences, e.g. ["Base: 100 points (1 point per ¥1.00 on ¥100.00)",
     "New product ×2 on item A: +60", "Total: 160 points"]."""
+    language = get_language()
+    words = _breakdown_words(language)
+
+    def points_(n) -> str:
+        return _points_in(language, n) if type(n) is int else points(n)
+
+    def signed_(n) -> str:
+        return _signed_in(language, n) if type(n) is int else signed(n)
+
+    def money_(amount) -> str:
+        return _money_in(language, currency, str(amount))
+
     kind = breakdown.get("kind")
     out: list[str] = []
     if kind == "topup":
         rate = breakdown.get("rate", {})
-        out.append(_("Top-up of %(amount)s at %(rate)s: %(points)s") % {
-            "amount": money(breakdown.get("amount", "0"), currency),
-            "rate": _("%(points)s per %(spend)s") % {"points": points(rate.get("points", 0)),
-                                                     "spend": money(rate.get("spend", "1"), currency)},
-            "points": points(breakdown.get("points", 0))})
+        out.append(words["topup"] % {
+            "amount": money_(breakdown.get("amount", "0")),
+            "rate": words["per"] % {"points": points_(rate.get("points", 0)), "spend": money_(rate.get("spend", "1"))},
+            "points": points_(breakdown.get("points", 0))})
         return out
     if kind != "purchase":
         return out
     rate = breakdown.get("rate", {})
     excluded = breakdown.get("excluded", {})
-    out.append(_("Base: %(points)s (%(rate)s on %(eligible)s)") % {
-        "points": points(breakdown.get("base", 0)),
-        "rate": _("%(points)s per %(spend)s") % {"points": points(rate.get("points", 0)),
-                                                 "spend": money(rate.get("spend", "1"), currency)},
-        "eligible": money(breakdown.get("eligible", "0"), currency)})
-    for key, label in (("points", _("paid with points")), ("coupons", _("coupon discounts")),
-                       ("stored_value", _("paid with stored value"))):
+    out.append(words["base"] % {
+        "points": points_(breakdown.get("base", 0)),
+        "rate": words["per"] % {"points": points_(rate.get("points", 0)), "spend": money_(rate.get("spend", "1"))},
+        "eligible": money_(breakdown.get("eligible", "0"))})
+    for key in ("points", "coupons", "stored_value"):
         amount = Decimal(str(excluded.get(key, "0")))
         if amount:
-            out.append(_("%(amount)s %(what)s earns nothing") % {"amount": money(amount, currency), "what": label})
+            out.append(words["excluded"] % {"amount": money_(amount), "what": words[key]})
     if breakdown.get("below_minimum"):
-        out.append(_("Below the minimum spend of %(amount)s: no points") % {
-            "amount": money(breakdown.get("minimum_spend", "0"), currency)})
+        out.append(words["below"] % {"amount": money_(breakdown.get("minimum_spend", "0"))})
     for step in breakdown.get("steps", []):
         if step.get("type") == "tier":
-            label = _("%(tier)s ×%(value)s") % {"tier": step["name"], "value": number(step["value"])}
+            label = words["tier"] % {"tier": step["name"], "value": number(step["value"])}
         elif step.get("kind") == "BONUS":
-            label = _("%(name)s (bonus)") % {"name": step["name"]}
+            label = words["bonus"] % {"name": step["name"]}
         else:
-            label = _("%(name)s ×%(value)s") % {"name": step["name"], "value": number(step["value"])}
+            label = words["multiplier"] % {"name": step["name"], "value": number(step["value"])}
         where = _line_names(breakdown, step.get("lines", []))
-        text = _("%(rule)s on %(items)s: %(points)s") % {"rule": label, "items": where, "points": signed(step.get("points", 0))} \
-            if where else _("%(rule)s: %(points)s") % {"rule": label, "points": signed(step.get("points", 0))}
+        text = words["on_items"] % {"rule": label, "items": where, "points": signed_(step.get("points", 0))} \
+            if where else words["rule"] % {"rule": label, "points": signed_(step.get("points", 0))}
         if step.get("capped") is not None:
-            text += " " + _("(capped at %(points)s per order)") % {"points": points(step["capped"])}
+            text += " " + words["capped"] % {"points": points_(step["capped"])}
         out.append(text)
     if breakdown.get("rounding"):
-        out.append(_("Rounding: %(points)s") % {"points": signed(breakdown["rounding"])})
-    names = {"day": _("daily"), "week": _("weekly"), "month": _("monthly")}
+        out.append(words["rounding"] % {"points": signed_(breakdown["rounding"])})
     for cap in breakdown.get("caps", []):
-        out.append(_("The %(period)s cap of %(limit)s was reached (%(used)s already earned): %(cut)s") % {
-            "period": names.get(cap["cap"], cap["cap"]), "limit": points(cap["limit"]),
-            "used": points(cap["used"]), "cut": signed(-cap["cut"])})
-    out.append(_("Total: %(points)s") % {"points": points(breakdown.get("points", 0))})
+        period = cap["cap"]
+        out.append(words["cap"] % {
+            "period": words[period] if period in ("day", "week", "month") else period,
+            "limit": points_(cap["limit"]), "used": points_(cap["used"]), "cut": signed_(-cap["cut"])})
+    out.append(words["total"] % {"points": points_(breakdown.get("points", 0))})
     return out
 
 

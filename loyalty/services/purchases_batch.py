@@ -77,7 +77,6 @@ from loyalty.services.tiers import (
 )
 from loyalty.validation import (
     FUTURE_TOLERANCE,
-    MAX_MONEY,
     lines_clean,
     money_clean,
     text_clean,
@@ -138,14 +137,11 @@ _CHANNELS = frozenset(Channel.values)
 
 def _money_quick(value, *, zero_ok: bool) -> Decimal | None:
     """``money_clean`` of a plainly valid amount (a decimal string or a Decimal); None for anything else."""
-    if type(value) is str:
-        if not _MONEY_TEXT.fullmatch(value):
-            return None
-        amount = Decimal(value)
-    elif type(value) is Decimal and value.is_finite() and value.as_tuple().exponent >= -2 and 0 <= value <= MAX_MONEY:
-        amount = value
-    else:
+    if type(value) is Decimal:  # as ``money_clean``: the amount its text gives
+        value = str(value)
+    if type(value) is not str or not _MONEY_TEXT.fullmatch(value):
         return None
+    amount = Decimal(value)
     return amount.quantize(_CENTS) if amount or zero_ok else None
 
 
