@@ -31,7 +31,7 @@ from loyalty.api.purchases import (
 from loyalty.explain import breakdown_lines
 from loyalty.models import Channel, Scope
 from loyalty.services import program_settings_get
-from loyalty.services.purchases_batch import MAX_ITEMS, BatchResult, purchases_record_batch
+from loyalty.services.purchases_batch import MAX_ITEMS, BatchResult, gc_paused, purchases_record_batch
 
 # ---- input and output ---------------------------------------------------------------------------
 
@@ -198,6 +198,10 @@ class PurchaseBatchApi(APIView):
         examples=[BATCH_REQUEST, BATCH_RESPONSE])
     @idempotent
     def post(self, request):
+        with gc_paused():  # the whole answer, not only the service: as many short-lived objects again
+            return self._post(request)
+
+    def _post(self, request):
         batch = PurchaseBatchInputSerializer(data=request.data)
         batch.is_valid(raise_exception=True)
         items: list = []
