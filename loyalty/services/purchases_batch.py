@@ -241,10 +241,18 @@ class _AnyOf(Lookup):
 
     def as_sql(self, compiler, connection):
         lhs, params = compiler.compile(self.lhs)
-        return f"{lhs} = ANY(%s::{self.db_type}[])", [*params, self.rhs]
+        return f"{lhs} = ANY(%s::{self.db_type}[])", [*params, _array_literal(self.rhs, self.db_type)]
 
     def as_sqlite(self, compiler, connection):
         return compiler.compile(In(self.lhs, self.rhs))
+
+
+def _array_literal(values: list, db_type: str) -> str:
+    """A PostgreSQL array literal: one string parameter for Django's client-side binding (which otherwise
+    adapts a list element by element in Python)."""
+    if db_type == "bigint":
+        return "{" + ",".join([str(int(v)) for v in values]) + "}"
+    return "{" + ",".join(['"' + str(v).replace("\\", "\\\\").replace('"', '\\"') + '"' for v in values]) + "}"
 
 
 def _ids(column: str, values) -> _AnyOf:

@@ -8,13 +8,22 @@ from decimal import Decimal
 from types import SimpleNamespace
 
 import pytest
+from django.db import connection
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from loyalty.exceptions import LoyaltyError
 from loyalty.idempotency import fingerprint
 from loyalty.models import Channel
-from loyalty.services.purchases_batch import BatchResult, _clean, _clean_quick, _fingerprint, _Item
+from loyalty.services.purchases_batch import (
+    BatchResult,
+    _array_literal,
+    _clean,
+    _clean_quick,
+    _fingerprint,
+    _Item,
+)
+from tests.conftest import requires_postgres
 
 NOW = dt.datetime(2026, 3, 4, 2, 0, tzinfo=dt.UTC)
 SHANGHAI = zoneinfo.ZoneInfo("Asia/Shanghai")
@@ -159,3 +168,15 @@ def test_fingerprint_matches_for_any_text(external_id, sku, category, promo, cen
     _clean(item, now=NOW)
     item.member, item.store = SimpleNamespace(pk=member), SimpleNamespace(pk=1)
     assert _fingerprint(item) == reference_fingerprint(item)
+
+
+# ---- array parameters ------------------------------------------------------------------------------------------
+
+@requires_postgres
+@pytest.mark.django_db
+def test_array_literals_read_back_as_the_values():
+    texts = ["plain", "a,b", "{x}", 'quote"d', "back\\slash", "NULL", "", " spaced ", "引号", "tab\tnew\nline"]
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT %s::text[], %s::bigint[]", [_array_literal(texts, "text"),
+                                                           _array_literal([1, -2, 2**63 - 1], "bigint")])
+        assert cursor.fetchone() == (texts, [1, -2, 2**63 - 1])
