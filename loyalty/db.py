@@ -19,21 +19,22 @@ import time
 
 import psycopg
 from django.conf import settings
-from django.db import connection
+from django.db import DEFAULT_DB_ALIAS, connections
 from psycopg.pq import ExecStatus
 
 
 def hot_fetch(sql: str, params: list | tuple) -> list[tuple]:
     """Run one fixed statement (``%s`` placeholders) in the current transaction; its rows (empty if it returns none)."""
-    connection.ensure_connection()
-    logged = connection.queries_logged
+    db = connections[DEFAULT_DB_ALIAS]  # the wrapper itself: every access through the proxy costs a lookup
+    db.ensure_connection()
+    logged = db.queries_logged
     start = time.monotonic() if logged else 0.0
-    with connection.wrap_database_errors, psycopg.RawCursor(connection.connection) as cursor:
+    with db.wrap_database_errors, psycopg.RawCursor(db.connection) as cursor:
         cursor.execute(_numbered(sql), params, prepare=settings.DATABASE_PREPARED_STATEMENTS)
         result = cursor.pgresult
         rows = cursor.fetchall() if result is not None and result.status == ExecStatus.TUPLES_OK else []
     if logged:
-        connection.queries_log.append({"sql": sql, "time": f"{time.monotonic() - start:.3f}"})
+        db.queries_log.append({"sql": sql, "time": f"{time.monotonic() - start:.3f}"})
     return rows
 
 

@@ -136,13 +136,13 @@ def fast_earn(request: WSGIRequest, body: bytes) -> tuple[str, list[tuple[str, s
             )
             if purchase.points_balance is None:  # an earlier purchase under this key, replayed: Django answers
                 raise _Decline
-            answer = purchase_data(purchase, coupons=False)
+            text = _encoder.encode(purchase_data(purchase, coupons=False))  # encoded once: stored and sent
             if not _answer_keep(client=client, key=key, fingerprint=fingerprint_of("POST", request.path, data),
-                                answer=answer):
+                                text=text):
                 raise _Decline  # the key was taken meanwhile: Django replays or refuses it
     except LoyaltyError:
         raise _Decline from None
-    payload = _encoder.encode(answer).replace("\u2028", "\\u2028").replace("\u2029", "\\u2029").encode()
+    payload = text.replace("\u2028", "\\u2028").replace("\u2029", "\\u2029").encode()
     return "201 Created", _headers(request, language, len(payload)), payload
 
 
@@ -150,11 +150,11 @@ def _refuse(constant: str):
     raise ValueError(f"{constant} is not JSON")
 
 
-def _answer_keep(*, client, key: str, fingerprint: str, answer: dict) -> bool:
-    """Store the 201 as the key's idempotency record, in the write's transaction; False when the key has one
-    (a request with this key that the lane did not see, maybe still running: Django waits for it and answers)."""
+def _answer_keep(*, client, key: str, fingerprint: str, text: str) -> bool:
+    """Store the 201 (``text``: its JSON) as the key's idempotency record, in the write's transaction; False when
+    the key has one (a request with this key the lane did not see, maybe still running: Django answers it)."""
     return bool(hot_fetch(_answer_sql(), [client.pk, key, fingerprint, IdempotencyState.DONE, 201,
-                                          Jsonb(answer, dumps=_encoder.encode), timezone.now()]))
+                                          Jsonb(text, dumps=str), timezone.now()]))  # text is JSON already
 
 
 @functools.cache

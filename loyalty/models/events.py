@@ -35,7 +35,8 @@ class Event(models.Model):
     payload = models.JSONField(_("payload"), default=dict)
     occurred_at = models.DateTimeField(_("business time"))
     dispatched = models.BooleanField(_("fanned out to endpoints"), default=False)
-    key = models.CharField(_("deduplication key"), max_length=200, null=True, blank=True, unique=True,
+    # Unique where set (a partial index: most events have none, and none is written for them).
+    key = models.CharField(_("deduplication key"), max_length=200, null=True, blank=True,
                            help_text=_("Set by scheduled jobs so that a rerun records an event once."))
     created_at = models.DateTimeField(_("created at"), auto_now_add=True)
 
@@ -43,6 +44,7 @@ class Event(models.Model):
         verbose_name = _("event")
         verbose_name_plural = _("events")
         indexes = [models.Index(fields=["id"], condition=Q(dispatched=False), name="event_undispatched_idx")]
+        constraints = [models.UniqueConstraint(fields=["key"], condition=Q(key__isnull=False), name="event_unique_key")]
 
     def __str__(self) -> str:
         return f"{self.type} #{self.pk}"

@@ -163,7 +163,8 @@ class Transfer(models.Model):
     reverses = models.ForeignKey(
         "self", verbose_name=_("reverses"), on_delete=models.PROTECT, null=True, blank=True, related_name="reversals"
     )
-    idempotency_key = models.CharField(_("idempotency key"), max_length=200, unique=True)
+    # Unique by a constraint, not unique=True: no second (LIKE-pattern) index to write; keys are only matched exactly.
+    idempotency_key = models.CharField(_("idempotency key"), max_length=200)
     fingerprint = models.CharField(_("request fingerprint"), max_length=64, blank=True)
     reason = models.CharField(_("reason"), max_length=255, blank=True, help_text=_("Free text given by staff or a partner."))
     breakdown = models.JSONField(_("breakdown"), default=dict, blank=True)
@@ -176,6 +177,7 @@ class Transfer(models.Model):
             models.CheckConstraint(condition=Q(amount__gt=0), name="transfer_amount_gt_0"),
             models.CheckConstraint(condition=~Q(debit_account=F("credit_account")), name="transfer_distinct_accounts"),
             models.CheckConstraint(condition=Q(code__in=TransferCode.values), name="transfer_code_valid"),
+            models.UniqueConstraint(fields=["idempotency_key"], name="transfer_unique_idempotency_key"),
         ]
         indexes = [
             models.Index(fields=["member", "-occurred_at", "-id"], name="transfer_member_history_idx"),

@@ -60,7 +60,8 @@ class Purchase(BaseModel):
     refunded_amount = models.DecimalField(_("refunded amount"), max_digits=12, decimal_places=2, default=Decimal("0.00"))
     points_reversed = models.BigIntegerField(_("points reversed"), default=0)
     points_returned = models.BigIntegerField(_("points returned"), default=0)
-    idempotency_key = models.CharField(_("idempotency key"), max_length=200, unique=True)
+    # Unique by a constraint, not unique=True: no second (LIKE-pattern) index to write; keys are only matched exactly.
+    idempotency_key = models.CharField(_("idempotency key"), max_length=200)
     fingerprint = models.CharField(_("request fingerprint"), max_length=64)
     staff_user = models.ForeignKey(
         settings.AUTH_USER_MODEL, verbose_name=_("staff user"), on_delete=models.PROTECT, null=True, blank=True, related_name="+"
@@ -71,6 +72,7 @@ class Purchase(BaseModel):
         verbose_name_plural = _("purchases")
         constraints = [
             models.UniqueConstraint(fields=["store", "external_id"], name="purchase_unique_store_external_id"),
+            models.UniqueConstraint(fields=["idempotency_key"], name="purchase_unique_idempotency_key"),
             models.CheckConstraint(condition=Q(total__gt=0), name="purchase_total_gt_0"),
             models.CheckConstraint(
                 condition=Q(refunded_amount__gte=0, refunded_amount__lte=F("total")), name="purchase_refund_within_total"

@@ -45,7 +45,7 @@ def _insert_sql(model: type[models.Model], refs: tuple[tuple[str, str], ...], so
             slots.append(field.attname)
             continue
         values.append(f"%s::{field.cast_db_type(connection)}" if source else "%s")
-        slots.append(_reader(field))
+        slots.append(field)
     head = f"INSERT INTO {connection.ops.quote_name(model._meta.db_table)} ({', '.join(columns)})"
     body = f"SELECT {', '.join(values)} FROM {source}" if source else f"VALUES ({', '.join(values)})"
     return f"{head} {body}", tuple(slots)
@@ -60,7 +60,25 @@ def _insert_select(model_obj: models.Model, *, refs: dict[str, tuple[str, list]]
         if isinstance(slot, str):
             params += refs[slot][1]
         else:
-            params.append(slot(model_obj, conn))
+            params.append(_reader(slot)(model_obj, conn))
+    return sql, params
+
+
+def _insert_row(model: type[models.Model], values: dict, *, refs: dict[str, tuple[str, list]], source: str | None
+                ) -> tuple[str, list]:
+    """The same for a row given as ``{attname: value}``, without building the instance: what is not given is the
+    field's default (``auto_now``/``auto_now_add``: now), as ``Model(**values)`` and ``save()`` would have it."""
+    sql, slots = _insert_sql(model, tuple((k, e) for k, (e, _p) in refs.items()), source, connection.vendor)
+    params, conn, now = [], connections[DEFAULT_DB_ALIAS], timezone.now()
+    for slot in slots:
+        if isinstance(slot, str):
+            params += refs[slot][1]
+            continue
+        if getattr(slot, "auto_now", False) or getattr(slot, "auto_now_add", False):
+            value = now
+        else:
+            value = values[slot.attname] if slot.attname in values else slot.get_default()
+        params.append(slot.get_db_prep_save(value, conn) if isinstance(slot, models.JSONField) else value)
     return sql, params
 
 
@@ -69,6 +87,7 @@ def _insert_select(model_obj: models.Model, *, refs: dict[str, tuple[str, list]]
 _PLAIN = (models.CharField, models.TextField, models.IntegerField, models.BooleanField, models.ForeignKey)
 
 
+@functools.cache
 def _reader(field: models.Field):
     """How to read ``field``'s database value off an unsaved instance, chosen once per field."""
     if isinstance(field, _PLAIN) or (isinstance(field, models.DateTimeField)
@@ -89,7 +108,6 @@ def earn_write_one_statement(*, purchase: Purchase, accounts: MemberAccounts, is
     ctes.append(f"p AS ({sql} ON CONFLICT DO NOTHING RETURNING id)")
     params += p
     amount = purchase.points_earned
-    transfer = lot = event = None
     if amount:
         pending = available_at is not None and available_at > purchase.occurred_at
         target = accounts.pending if pending else accounts.points
@@ -97,21 +115,18 @@ def earn_write_one_statement(*, purchase: Purchase, accounts: MemberAccounts, is
         breakdown = dict(purchase.earn_breakdown)
         if settled:
             breakdown["debt_settled"] = settled
-        transfer = Transfer(
-            debit_account=issuer, credit_account=target, amount=amount, unit=issuer.unit, code=TransferCode.EARN,
-            occurred_at=purchase.occurred_at, idempotency_key=f"{purchase.idempotency_key}:earn",
-            source=TransferSource.PURCHASE, member=accounts.member, breakdown=breakdown,
-            staff_user=purchase.staff_user,
-        )
-        sql, p = _insert_select(transfer, refs={"purchase_id": ("p.id", [])}, source="p")
+        sql, p = _insert_row(Transfer, {
+            "debit_account_id": issuer.pk, "credit_account_id": target.pk, "amount": amount, "unit": issuer.unit,
+            "code": TransferCode.EARN, "occurred_at": purchase.occurred_at,
+            "idempotency_key": f"{purchase.idempotency_key}:earn", "source": TransferSource.PURCHASE,
+            "member_id": accounts.member.pk, "breakdown": breakdown, "staff_user_id": purchase.staff_user_id,
+        }, refs={"purchase_id": ("p.id", [])}, source="p")
         ctes.append(f"t AS ({sql} RETURNING id)")
         params += p
-        lot = Lot(
-            account=target, amount=amount, remaining=amount - settled, earned_at=purchase.occurred_at,
-            expires_at=expires_at, pending=pending,
-            available_at=available_at if pending else purchase.occurred_at,
-        )
-        sql, p = _insert_select(lot, refs={"transfer_id": ("t.id", [])}, source="t")
+        sql, p = _insert_row(Lot, {
+            "account_id": target.pk, "amount": amount, "remaining": amount - settled, "earned_at": purchase.occurred_at,
+            "expires_at": expires_at, "pending": pending, "available_at": available_at if pending else purchase.occurred_at,
+        }, refs={"transfer_id": ("t.id", [])}, source="t")
         ctes.append(f"l AS ({sql} RETURNING id)")
         params += p
         bumped = [(target, "credits_posted")] + ([] if issuer.is_system else [(issuer, "debits_posted")])
@@ -121,15 +136,15 @@ def earn_write_one_statement(*, purchase: Purchase, accounts: MemberAccounts, is
                 f"WHERE id = %s AND EXISTS (SELECT 1 FROM p))"
             )
             params += [amount, timezone.now(), account.pk]
-        event = Event(type=EventType.POINTS_EARNED, member=accounts.member, occurred_at=purchase.occurred_at, payload={
+        payload = Event._meta.get_field("payload").get_db_prep_save({
             "purchase": None, "store": purchase.store.code, "external_id": purchase.external_id, "points": amount,
-            "pending": available_at is not None})
-        payload = Event._meta.get_field("payload").get_db_prep_save(event.payload, connection)
-        sql, p = _insert_select(event, source="p", refs={
+            "pending": available_at is not None}, connection)
+        sql, p = _insert_row(Event, {"type": EventType.POINTS_EARNED, "member_id": accounts.member.pk,
+                                     "occurred_at": purchase.occurred_at}, source="p", refs={
             "payload": ("jsonb_set(%s::jsonb, '{purchase}', to_jsonb(p.id))", [payload])})
         params += p
         ctes.append(f"e AS ({sql} RETURNING id)")
-    select = "SELECT p.id" + (", (SELECT id FROM t), (SELECT id FROM l), (SELECT id FROM e)" if amount else "") + " FROM p"
+    select = "SELECT p.id FROM p"
     rows = hot_fetch(f"WITH {', '.join(ctes)} {select}", params)
     if not rows:
         return None
@@ -137,9 +152,6 @@ def earn_write_one_statement(*, purchase: Purchase, accounts: MemberAccounts, is
     purchase.pk = row[0]
     purchase._state.adding = False
     if amount:
-        transfer.pk, lot.pk, event.pk = row[1], row[2], row[3]
-        transfer.purchase_id = purchase.pk
-        lot.transfer = transfer
         for account, column in bumped:
             setattr(account, column, getattr(account, column) + amount)
     return purchase
