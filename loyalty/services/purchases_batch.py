@@ -689,13 +689,21 @@ def _qualifying_figures(*, member_ids, start: dt.datetime, end: dt.datetime) -> 
 _PURCHASES = connection.ops.quote_name(Purchase._meta.db_table)
 
 
+class _ServerBoundCursor(psycopg.Cursor):
+    """Parameters bound on the server, never a prepared statement: after a few runs of the same text psycopg
+    would prepare it and PostgreSQL may then plan it once for any array size."""
+
+    def execute(self, query, params=None, *, prepare=None, binary=None):
+        return super().execute(query, params, prepare=False, binary=binary)
+
+
 def _cursor():
     """On PostgreSQL a cursor that binds parameters on the server (``%b``: arrays sent in binary, no quoting of
     each value in Python, as Django's client-side binding does), in Django's wrapper (errors, query log)."""
     if connection.vendor != "postgresql":
         return connection.cursor()
     connection.ensure_connection()
-    return connection._prepare_cursor(psycopg.Cursor(connection.connection))
+    return connection._prepare_cursor(_ServerBoundCursor(connection.connection))
 
 
 def _fetch(sql: str, params: list) -> list[tuple]:
