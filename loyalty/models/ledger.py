@@ -156,12 +156,16 @@ class Transfer(models.Model):
     occurred_at = models.DateTimeField(_("business time"))
     source = models.CharField(_("source"), max_length=16, choices=TransferSource.choices)
     purchase = models.ForeignKey("Purchase", verbose_name=_("purchase"), on_delete=models.PROTECT, null=True, blank=True, related_name="transfers")
-    refund = models.ForeignKey("Refund", verbose_name=_("refund"), on_delete=models.PROTECT, null=True, blank=True, related_name="transfers")
+    # refund, staff user and reverses are empty on most transfers: partial indexes (Meta) skip those rows.
+    refund = models.ForeignKey("Refund", verbose_name=_("refund"), on_delete=models.PROTECT, null=True, blank=True,
+                               related_name="transfers", db_index=False)
     staff_user = models.ForeignKey(
-        settings.AUTH_USER_MODEL, verbose_name=_("staff user"), on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+        settings.AUTH_USER_MODEL, verbose_name=_("staff user"), on_delete=models.PROTECT, null=True, blank=True,
+        related_name="+", db_index=False,
     )
     reverses = models.ForeignKey(
-        "self", verbose_name=_("reverses"), on_delete=models.PROTECT, null=True, blank=True, related_name="reversals"
+        "self", verbose_name=_("reverses"), on_delete=models.PROTECT, null=True, blank=True, related_name="reversals",
+        db_index=False,
     )
     # Unique by a constraint, not unique=True: no second (LIKE-pattern) index to write; keys are only matched exactly.
     idempotency_key = models.CharField(_("idempotency key"), max_length=200)
@@ -183,6 +187,9 @@ class Transfer(models.Model):
             models.Index(fields=["member", "-occurred_at", "-id"], name="transfer_member_history_idx"),
             models.Index(fields=["debit_account", "unit"], name="transfer_debit_idx"),
             models.Index(fields=["credit_account", "unit"], name="transfer_credit_idx"),
+            models.Index(fields=["refund"], condition=Q(refund__isnull=False), name="transfer_refund_idx"),
+            models.Index(fields=["staff_user"], condition=Q(staff_user__isnull=False), name="transfer_staff_user_idx"),
+            models.Index(fields=["reverses"], condition=Q(reverses__isnull=False), name="transfer_reverses_idx"),
         ]
 
     def __str__(self) -> str:

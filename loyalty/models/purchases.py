@@ -63,8 +63,9 @@ class Purchase(BaseModel):
     # Unique by a constraint, not unique=True: no second (LIKE-pattern) index to write; keys are only matched exactly.
     idempotency_key = models.CharField(_("idempotency key"), max_length=200)
     fingerprint = models.CharField(_("request fingerprint"), max_length=64)
-    staff_user = models.ForeignKey(
-        settings.AUTH_USER_MODEL, verbose_name=_("staff user"), on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    staff_user = models.ForeignKey(  # empty for API and POS purchases: a partial index (Meta)
+        settings.AUTH_USER_MODEL, verbose_name=_("staff user"), on_delete=models.PROTECT, null=True, blank=True,
+        related_name="+", db_index=False,
     )
 
     class Meta:
@@ -82,6 +83,7 @@ class Purchase(BaseModel):
         indexes = [
             models.Index(fields=["member", "-occurred_at"], name="purchase_member_time_idx"),
             models.Index(fields=["occurred_at"], name="purchase_time_idx"),
+            models.Index(fields=["staff_user"], condition=Q(staff_user__isnull=False), name="purchase_staff_user_idx"),
         ]
 
     def __str__(self) -> str:
