@@ -842,7 +842,6 @@ def _write_copy(plans: list[_Plan], *, locked, issuance: Account, program, staff
     plans.sort(key=lambda p: (p.item.store.pk, p.item.external_id))
     earning = sorted((p for p in plans if p.points), key=lambda p: p.item.index)
     staff_id = staff_user.pk if staff_user else None
-    pending_days = program.pending_days
     with connection.cursor() as cursor:
         sequences = _sequences(cursor)
         cursor.execute("SELECT " + ", ".join(
@@ -856,62 +855,83 @@ def _write_copy(plans: list[_Plan], *, locked, issuance: Account, program, staff
             "tier_id", "rule_set_id", "points_earned", "earn_breakdown", "idempotency_key", "fingerprint",
         ), stamp=stamp, points_paid=0, points_paid_value=program.points_to_money(0), coupon_discount=ZERO_MONEY,
             stored_value_paid=ZERO_MONEY, staff_user_id=staff_id)
-        text, dumped = [], {}
-        for p, pk in zip(plans, purchase_ids, strict=True):
-            v = p.purchase.__dict__
-            dumped[id(p)] = breakdown = json.dumps(p.breakdown).replace("\\", "\\\\")
-            text.append(row.format(
-                pk, v["member_id"], v["store_id"], _copy_escape(v["external_id"]), _copy_escape(str(v["channel"])),
-                v["occurred_at"], v["total"], json.dumps(v["lines"]).replace("\\", "\\\\"),
-                json.dumps(v["promo_codes"]).replace("\\", "\\\\"), _NULL if v["tier_id"] is None else v["tier_id"],
-                _NULL if v["rule_set_id"] is None else v["rule_set_id"], v["points_earned"], breakdown,
-                _copy_escape(v["idempotency_key"]), v["fingerprint"]))
-            v["id"], v["created_at"], v["updated_at"] = pk, stamp, stamp
-            p.purchase._state.adding, p.purchase._state.db = False, connection.alias
-        _copy(cursor, Purchase, columns, text)
-
-        columns, row = _copy_layout(Transfer, (
-            "id", "credit_account_id", "amount", "occurred_at", "idempotency_key", "member_id", "breakdown",
-            "purchase_id",
-        ), stamp=stamp, debit_account_id=issuance.pk, unit=issuance.unit, code=TransferCode.EARN,
-            source=TransferSource.PURCHASE, staff_user_id=staff_id)
-        text, bumps, targets = [], defaultdict(int), []
-        for p, pk in zip(earning, transfer_ids, strict=True):
-            target = locked[p.item.member.pk][AccountKind.MEMBER_PENDING if p.pending else AccountKind.MEMBER_POINTS].pk
-            targets.append(target)
-            breakdown = dumped[id(p)] if not p.settled else json.dumps(
-                {**p.breakdown, "debt_settled": p.settled}).replace("\\", "\\\\")
-            text.append(row.format(pk, target, p.points, p.item.occurred_at, _copy_escape(f"{p.item.key}:earn"),
-                                   p.item.member.pk, breakdown, p.purchase.pk))
-            bumps[target] += p.points
-        _copy(cursor, Transfer, columns, text)
-
-        pending = bool(pending_days)
-        columns, row = _copy_layout(Lot, (
-            "id", "account_id", "transfer_id", "amount", "remaining", "earned_at", "expires_at", "available_at",
-        ), stamp=stamp, pending=pending)
-        text, expiry = [], {}
-        wait = dt.timedelta(days=pending_days)
-        tz = program.tz
-        for p, pk, transfer_id, target in zip(earning, lot_ids, transfer_ids, targets, strict=True):
-            at = p.item.occurred_at
-            day = at.astimezone(tz).date()  # expiry depends on the local day only
-            expires = expiry[day] if day in expiry else expiry.setdefault(day, program.expires_at_for(at))
-            text.append(row.format(pk, target, transfer_id, p.points, p.points - p.settled, at,
-                                   _NULL if expires is None else expires, at + wait if p.pending else at))
-        _copy(cursor, Lot, columns, text)
-
+        dumped = {}
+        try:
+            with cursor.cursor.copy(f"COPY {connection.ops.quote_name(Purchase._meta.db_table)} ({columns}) "
+                                    f"FROM STDIN") as copy:
+                text = []
+                for p, pk in zip(plans, purchase_ids, strict=True):
+                    v = p.purchase.__dict__
+                    dumped[id(p)] = breakdown = json.dumps(p.breakdown).replace("\\", "\\\\")
+                    text.append(row.format(
+                        pk, v["member_id"], v["store_id"], _copy_escape(v["external_id"]),
+                        _copy_escape(str(v["channel"])), v["occurred_at"], v["total"],
+                        json.dumps(v["lines"]).replace("\\", "\\\\"), json.dumps(v["promo_codes"]).replace("\\", "\\\\"),
+                        _NULL if v["tier_id"] is None else v["tier_id"],
+                        _NULL if v["rule_set_id"] is None else v["rule_set_id"], v["points_earned"], breakdown,
+                        _copy_escape(v["idempotency_key"]), v["fingerprint"]))
+                    v["id"], v["created_at"], v["updated_at"] = pk, stamp, stamp
+                    p.purchase._state.adding, p.purchase._state.db = False, connection.alias
+                    if len(text) == 100:  # sent as it is written: PostgreSQL inserts while the rest is formatted
+                        copy.write("".join(text))
+                        text.clear()
+                copy.write("".join(text))
+                # The other tables' rows are written out while PostgreSQL finishes the purchases.
+                transfers, lots, events, bumps = _earn_rows(
+                    earning, dumped, transfer_ids=transfer_ids, lot_ids=lot_ids, event_ids=event_ids, locked=locked,
+                    issuance=issuance, program=program, staff_id=staff_id, stamp=stamp)
+        except psycopg_errors.IntegrityError as exc:  # the COPY bypasses Django's error wrapper
+            raise IntegrityError(*exc.args) from exc
+        _copy(cursor, Transfer, *transfers)
+        _copy(cursor, Lot, *lots)
         _credits_bump(bumps, locked=locked, stamp=stamp)
+        _copy(cursor, Event, *events)
 
-        columns, row = _copy_layout(Event, ("id", "member_id", "payload", "occurred_at"), stamp=stamp,
-                                    type=EventType.POINTS_EARNED)
-        text = []
-        flag = "true" if pending else "false"
-        for p, pk in zip(earning, event_ids, strict=True):
-            payload = (f'{{"purchase": {p.purchase.pk}, "store": {_json_ascii(p.item.store.code)}, '
-                       f'"external_id": {_json_ascii(p.item.external_id)}, "points": {p.points}, "pending": {flag}}}')
-            text.append(row.format(pk, p.item.member.pk, payload.replace("\\", "\\\\"), p.item.occurred_at))
-        _copy(cursor, Event, columns, text)
+
+def _earn_rows(earning: list[_Plan], dumped: dict, *, transfer_ids, lot_ids, event_ids, locked, issuance, program,
+               staff_id, stamp) -> tuple[tuple, tuple, tuple, dict[int, int]]:
+    """COPY columns and rows of the EARN transfers, their lots and their events, and the credit of each account."""
+    columns, row = _copy_layout(Transfer, (
+        "id", "credit_account_id", "amount", "occurred_at", "idempotency_key", "member_id", "breakdown",
+        "purchase_id",
+    ), stamp=stamp, debit_account_id=issuance.pk, unit=issuance.unit, code=TransferCode.EARN,
+        source=TransferSource.PURCHASE, staff_user_id=staff_id)
+    text, bumps, targets = [], defaultdict(int), []
+    for p, pk in zip(earning, transfer_ids, strict=True):
+        target = locked[p.item.member.pk][AccountKind.MEMBER_PENDING if p.pending else AccountKind.MEMBER_POINTS].pk
+        targets.append(target)
+        breakdown = dumped[id(p)] if not p.settled else json.dumps(
+            {**p.breakdown, "debt_settled": p.settled}).replace("\\", "\\\\")
+        text.append(row.format(pk, target, p.points, p.item.occurred_at, _copy_escape(f"{p.item.key}:earn"),
+                               p.item.member.pk, breakdown, p.purchase.pk))
+        bumps[target] += p.points
+    transfers = (columns, text)
+
+    pending_days = program.pending_days
+    pending = bool(pending_days)
+    columns, row = _copy_layout(Lot, (
+        "id", "account_id", "transfer_id", "amount", "remaining", "earned_at", "expires_at", "available_at",
+    ), stamp=stamp, pending=pending)
+    text, expiry = [], {}
+    wait = dt.timedelta(days=pending_days)
+    tz = program.tz
+    for p, pk, transfer_id, target in zip(earning, lot_ids, transfer_ids, targets, strict=True):
+        at = p.item.occurred_at
+        day = at.astimezone(tz).date()  # expiry depends on the local day only
+        expires = expiry[day] if day in expiry else expiry.setdefault(day, program.expires_at_for(at))
+        text.append(row.format(pk, target, transfer_id, p.points, p.points - p.settled, at,
+                               _NULL if expires is None else expires, at + wait if p.pending else at))
+    lots = (columns, text)
+
+    columns, row = _copy_layout(Event, ("id", "member_id", "payload", "occurred_at"), stamp=stamp,
+                                type=EventType.POINTS_EARNED)
+    text = []
+    flag = "true" if pending else "false"
+    for p, pk in zip(earning, event_ids, strict=True):
+        payload = (f'{{"purchase": {p.purchase.pk}, "store": {_json_ascii(p.item.store.code)}, '
+                   f'"external_id": {_json_ascii(p.item.external_id)}, "points": {p.points}, "pending": {flag}}}')
+        text.append(row.format(pk, p.item.member.pk, payload.replace("\\", "\\\\"), p.item.occurred_at))
+    return transfers, lots, (columns, text), bumps
 
 
 _SEQUENCES: dict = {}
