@@ -84,7 +84,8 @@ def _insert_row(model: type[models.Model], values: dict, *, refs: dict[str, tupl
 
 # Fields whose Python value is already what psycopg sends: read as they are (``get_db_prep_save`` for these
 # only converts what the caller already holds, at a cost per field that the earn pays ~60 times).
-_PLAIN = (models.CharField, models.TextField, models.IntegerField, models.BooleanField, models.ForeignKey)
+_PLAIN = (models.CharField, models.TextField, models.IntegerField, models.BooleanField, models.ForeignKey,
+          models.DecimalField)  # Decimal in, Decimal out: PostgreSQL takes it as it is
 
 
 @functools.cache
