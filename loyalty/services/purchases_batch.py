@@ -542,7 +542,8 @@ def _record(items: list[_Item], *, locked, tier_ids: dict[int, int | None], prog
     if any(c.needs_first_purchase for _rs, c in compiled.values()):
         has_purchase = _with_purchases(member_ids)
     capped = [item for item in items if compiled[id(item)][1].has_member_caps]
-    recorded_usage = _cap_usage_recorded(capped, tz=tz) if capped else {}
+    cap_windows = {id(i): _cap_windows(i.occurred_at, tz) for i in capped}
+    recorded_usage = _cap_usage_recorded(capped, windows=cap_windows) if capped else {}
     usage_rows: dict[int, list[tuple[dt.datetime, int]]] = defaultdict(list)  # the batch's own earlier items
 
     # Work out every item with the pure engine, in batch order (each member sees its own earlier items).
@@ -563,7 +564,7 @@ def _record(items: list[_Item], *, locked, tier_ids: dict[int, int | None], prog
                 joined_on=member.joined_at.astimezone(tz).date() if member.joined_at else None, is_first_purchase=first)
         usage = None
         if rules.has_member_caps:
-            day, week, month, end = _cap_windows(item.occurred_at, tz)
+            day, week, month, end = cap_windows[id(item)]
             rows = usage_rows[mid]
             used = recorded_usage.get(id(item), (0, 0, 0))
             usage = CapUsage(day=used[0] + sum(p for at, p in rows if day <= at < end),
@@ -737,10 +738,9 @@ def _with_purchases(member_ids: set[int]) -> set[int]:
     return set(Purchase.objects.filter(_ids("member_id", member_ids)).values_list("member_id", flat=True).distinct())
 
 
-def _cap_usage_recorded(items: list[_Item], *, tz) -> dict[int, tuple[int, int, int]]:
-    """Points of recorded purchases in each item's local day, week and month (``_cap_windows``), by ``id(item)``;
-    the batch's own earlier items come on top."""
-    windows = {id(i): _cap_windows(i.occurred_at, tz) for i in items}
+def _cap_usage_recorded(items: list[_Item], *, windows: dict[int, tuple]) -> dict[int, tuple[int, int, int]]:
+    """Points of recorded purchases in each item's local day, week and month (``windows``: ``_cap_windows`` by
+    ``id(item)``), by ``id(item)``; the batch's own earlier items come on top."""
     if connection.vendor == "postgresql":  # summed in the database: no purchase times to load
         keys = list(windows)
         return {key: (day, week, month) for key, day, week, month in _fetch(
