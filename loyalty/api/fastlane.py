@@ -115,8 +115,8 @@ def fast_earn(request: WSGIRequest, body: bytes) -> tuple[str, list[tuple[str, s
     if not key or len(key) > 255:
         raise _Decline
     try:
-        data = json.loads(body, parse_constant=_refuse)
-    except ValueError:  # not JSON (or NaN, Infinity): Django answers 400
+        data = json.loads(body.decode(), parse_constant=_refuse)  # UTF-8 only, as DRF's parser reads it
+    except ValueError:  # not UTF-8, not JSON, NaN or Infinity: Django answers 400
         raise _Decline from None
     earn = plain_earn(data)
     language = translation.get_language_from_request(request)
@@ -181,7 +181,10 @@ def plain_earn(data) -> dict:
     elif kind not in ("phone", "member_number") or not _text(value, 32 if kind == "phone" else 20):
         raise _Decline
     occurred_at = data.get("occurred_at")
-    parsed = parse_datetime(occurred_at) if isinstance(occurred_at, str) and len(occurred_at) < 64 else None
+    try:
+        parsed = parse_datetime(occurred_at) if isinstance(occurred_at, str) and len(occurred_at) < 64 else None
+    except ValueError:  # well-formed but not a date (February 30th)
+        raise _Decline from None
     if parsed is None or parsed.tzinfo is None:
         raise _Decline
     lines = data.get("lines")

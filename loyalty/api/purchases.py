@@ -41,7 +41,10 @@ class AwareDateTimeField(serializers.DateTimeField):
 
     def to_internal_value(self, value):
         if isinstance(value, str):
-            parsed = parse_datetime(value.strip()) if len(value) < 64 else None
+            try:
+                parsed = parse_datetime(value.strip()) if len(value) < 64 else None
+            except ValueError:  # well-formed but no such date (February 30th): the parent says "invalid"
+                parsed = None
             if parsed is not None and parsed.tzinfo is None:
                 self.fail("naive")
         return super().to_internal_value(value)
