@@ -211,7 +211,7 @@ def _declines(setup):
     ]
 
 
-def test_anything_but_a_plain_valid_earn_goes_to_django_untouched(setup):
+def test_anything_but_a_plain_valid_earn_goes_to_django_untouched(setup, audit_clean):
     lane, inner = setup["lane"], setup["inner"]
     for n, (case, data, kwargs, status, code) in enumerate(_declines(setup)):
         before = (Purchase.objects.count(), Transfer.objects.count(), IdempotencyRecord.objects.filter(status_code=201).count())
@@ -226,13 +226,13 @@ def test_anything_but_a_plain_valid_earn_goes_to_django_untouched(setup):
                     IdempotencyRecord.objects.filter(status_code=201).count()) == before, case
 
 
-def test_the_fast_lane_can_be_turned_off(setup, settings):
+def test_the_fast_lane_can_be_turned_off(setup, settings, audit_clean):
     settings.API_FAST_LANE = False
     status, _headers, _answer = post(setup["lane"], body(MemberFactory()), key=setup["key"])
     assert status == 201 and setup["inner"].calls == 1
 
 
-def test_a_request_is_counted_once_against_the_rate_limit(setup):
+def test_a_request_is_counted_once_against_the_rate_limit(setup, audit_clean):
     client = ApiClient.objects.get(name="POS")
     client.rate_limit_per_minute = 2
     client.save()
@@ -245,7 +245,7 @@ def test_a_request_is_counted_once_against_the_rate_limit(setup):
     assert count == 3
 
 
-def test_a_fast_earn_costs_at_most_six_statements(setup):
+def test_a_fast_earn_costs_at_most_six_statements(setup, audit_clean):
     member = MemberFactory()
     lane = setup["lane"]
     for n in range(2):  # warm the per-process caches (configuration, client)
@@ -259,7 +259,7 @@ def test_a_fast_earn_costs_at_most_six_statements(setup):
     assert len(sql) <= 6, "\n".join(s[:120] for s in sql)
 
 
-def test_purchase_data_is_what_the_documented_serializer_gives(setup, store, now):
+def test_purchase_data_is_what_the_documented_serializer_gives(setup, store, now, audit_clean):
     """purchase_data builds the answer by hand for speed; the schema's serializer must agree with it."""
     member = MemberFactory()
     MemberTier.objects.create(member=member, tier=setup["tiers"][0], since=now - dt.timedelta(days=30))
@@ -279,7 +279,7 @@ def test_purchase_data_is_what_the_documented_serializer_gives(setup, store, now
 
 
 @pytest.mark.django_db(transaction=True)
-def test_twenty_concurrent_identical_requests_write_once_and_answer_alike(setup):
+def test_twenty_concurrent_identical_requests_write_once_and_answer_alike(setup, audit_clean):
     member = MemberFactory()
     lane, data = setup["lane"], body(member)
     answers, barrier = [], threading.Barrier(20)
