@@ -10,6 +10,7 @@ purchases through the service and 2,000 through the API.
 """
 
 import datetime as dt
+import os
 import random
 import statistics
 import time
@@ -88,6 +89,7 @@ def run(ctx) -> str:
     _store, ids = _setup(members=members, log=ctx.log)
 
     ctx.log(f"service: {service_n:,} purchases in batches of {BATCH:,} …")
+    load = os.getloadavg()[0]  # other work on the machine slows both this process and PostgreSQL
     service_times, statuses, queries, fallback = [], {"created": 0, "duplicate": 0, "error": 0}, [], 0
     cpu_times = []  # this process's CPU per batch: the rest of a batch's time is spent waiting on PostgreSQL
     for start in range(0, service_n, BATCH):
@@ -152,7 +154,8 @@ def run(ctx) -> str:
         f"Results: {statuses['created']:,} created, {statuses['duplicate']:,} duplicates, {statuses['error']:,} "
         f"errors; {recorded:,} purchases in the database; SQL statements per batch of 1,000: "
         f"{min(queries)}–{max(queries)}; Python CPU per batch (p50): {statistics.median(cpu_times) * 1000:.0f} ms, "
-        f"the rest of the batch waits on PostgreSQL; ledger audit: "
+        f"the rest of the batch waits on PostgreSQL (load average when the service run started: {load:.1f}); "
+        f"ledger audit: "
         f"{'clean' if not problems else f'{len(problems)} problems'}. "
         f"The service {verdict} the target of 10,000 purchases/s"
         f"{' (the target is set for PostgreSQL)' if not ctx.is_postgres else ''}. Purchases that fell back to "
