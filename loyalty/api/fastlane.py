@@ -187,21 +187,19 @@ def plain_earn(data) -> dict:
         raise _Decline from None
     if parsed is None or parsed.tzinfo is None:
         raise _Decline
-    lines = data.get("lines")
-    if lines is not None:
-        if not isinstance(lines, list) or len(lines) > 500:
-            raise _Decline
-        lines = [_line(line) for line in lines] or None
+    lines = data.get("lines", [])
+    if not isinstance(lines, list) or len(lines) > 500:  # null included: the serializer refuses it
+        raise _Decline
+    lines = [_line(line) for line in lines] or None
     channel = data.get("channel", Channel.STORE)
-    promo_codes = data.get("promo_codes")
-    if promo_codes is not None and (not isinstance(promo_codes, list) or len(promo_codes) > 20
-                                    or not all(_text(code, 32) for code in promo_codes)):
+    promo_codes = data.get("promo_codes", [])
+    if not isinstance(promo_codes, list) or len(promo_codes) > 20 or not all(_text(code, 32) for code in promo_codes):
         raise _Decline
     if not (_text(data.get("store"), 32) and _text(data.get("external_id"), 64) and channel in Channel.values):
         raise _Decline
     return {"member": member, "store": data["store"], "external_id": data["external_id"],
             "occurred_at": parsed.astimezone(timezone.get_current_timezone()), "total": _money(data.get("total")),
-            "lines": lines, "channel": channel, "promo_codes": promo_codes}
+            "lines": lines, "channel": channel, "promo_codes": promo_codes if "promo_codes" in data else None}
 
 
 def _text(value, max_length: int, *, blank: bool = False) -> bool:

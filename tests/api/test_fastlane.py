@@ -205,6 +205,8 @@ def _declines(setup):
         ("a coupon", body(member, coupon_codes=["NOPE"]), {"key": key}, 422, None),
         ("not JSON", None, {"key": key, "raw": b"{not json"}, 400, "malformed_request"),
         ("NaN", None, {"key": key, "raw": b'{"total": NaN}'}, 400, "malformed_request"),
+        ("null lines", body(member, lines=None), {"key": key}, 400, "invalid_request"),
+        ("null promo codes", body(member, promo_codes=None), {"key": key}, 400, "invalid_request"),
         ("UTF-16", None, {"key": key, "raw": json.dumps(body(member)).encode("utf-16")}, 400, "malformed_request"),
         ("February 30th", body(member, occurred_at="2026-02-30T10:00:00+08:00"), {"key": key}, 400,
          "invalid_request"),
