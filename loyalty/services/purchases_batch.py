@@ -673,19 +673,22 @@ _CENT = Decimal("0.01")
 
 def _qualifying_figures(*, member_ids, start: dt.datetime, end: dt.datetime) -> dict[int, tuple[Decimal, int]]:
     if connection.vendor == "postgresql":
-        rows = _fetch(
-            f"SELECT m.id, COALESCE(SUM(p.total - p.refunded_amount), 0), "
-            f"COALESCE(SUM(p.points_earned - p.points_reversed), 0) FROM unnest(%b::bigint[]) AS m(id) "
-            f"JOIN {_PURCHASES} p ON p.member_id = m.id AND p.occurred_at >= %s AND p.occurred_at <= %s GROUP BY m.id",
-            [list(member_ids), start, end])
+        rows = [row[:3] for row in _fetch(
+            f"SELECT m.id, s.spend, s.points, s.n FROM unnest(%b::bigint[]) AS m(id) CROSS JOIN LATERAL ("
+            f"SELECT COALESCE(SUM(p.total - p.refunded_amount), 0) AS spend, "
+            f"COALESCE(SUM(p.points_earned - p.points_reversed), 0) AS points, COUNT(*) AS n FROM {_PURCHASES} p "
+            f"WHERE p.member_id = m.id AND p.occurred_at >= %s AND p.occurred_at <= %s) s",
+            [list(member_ids), start, end]) if row[3]]
     else:
         rows = (Purchase.objects.filter(_ids("member_id", member_ids), occurred_at__gte=start, occurred_at__lte=end)
                 .values("member_id").annotate(spend=_SPEND, points=_POINTS).values_list("member_id", "spend", "points"))
     return {mid: (Decimal(spend).quantize(_CENT), int(points)) for mid, spend, points in rows}
 
 
-# ---- look-ups that stay index probes on PostgreSQL whatever the planner's statistics say (a table that grew
-# from nothing since it was last analysed got sequential scans of every purchase with ``= ANY``) -------------
+# ---- look-ups that stay index probes on PostgreSQL whatever the planner's statistics say: each is a LATERAL
+# subquery per order or member (an aggregate or LIMIT keeps it from being flattened into a join), so it is one
+# probe of the member's or order's index. A join or ``= ANY`` let a purchases table that had grown since it was
+# last analysed (any fresh database: every bench run) be read whole, more of it with every batch. -------------
 
 _PURCHASES = connection.ops.quote_name(Purchase._meta.db_table)
 
@@ -717,8 +720,8 @@ def _recorded(orders: list[tuple[int, str]]) -> list[int]:
     """Ids of the purchases already recorded for these (store id, external id) orders."""
     if connection.vendor == "postgresql":
         return [row[0] for row in _fetch(
-            f"SELECT p.id FROM unnest(%b::bigint[], %b::text[]) AS o(store_id, external_id) "
-            f"JOIN {_PURCHASES} p ON p.store_id = o.store_id AND p.external_id = o.external_id",
+            f"SELECT p.id FROM unnest(%b::bigint[], %b::text[]) AS o(store_id, external_id) CROSS JOIN LATERAL ("
+            f"SELECT id FROM {_PURCHASES} WHERE store_id = o.store_id AND external_id = o.external_id LIMIT 1) p",
             [[store for store, _e in orders], [external for _s, external in orders]])]
     by_store: dict[int, list[str]] = defaultdict(list)
     for store_id, external_id in orders:
@@ -733,8 +736,8 @@ def _with_purchases(member_ids: set[int]) -> set[int]:
     """The members who have recorded a purchase before (first-purchase rules)."""
     if connection.vendor == "postgresql":
         return {row[0] for row in _fetch(
-            f"SELECT m.id FROM unnest(%b::bigint[]) AS m(id) WHERE EXISTS (SELECT 1 FROM {_PURCHASES} p "
-            f"WHERE p.member_id = m.id)", [list(member_ids)])}
+            f"SELECT m.id FROM unnest(%b::bigint[]) AS m(id) CROSS JOIN LATERAL ("
+            f"SELECT 1 FROM {_PURCHASES} WHERE member_id = m.id LIMIT 1) p", [list(member_ids)])}
     return set(Purchase.objects.filter(_ids("member_id", member_ids)).values_list("member_id", flat=True).distinct())
 
 
@@ -744,13 +747,14 @@ def _cap_usage_recorded(items: list[_Item], *, windows: dict[int, tuple]) -> dic
     if connection.vendor == "postgresql":  # summed in the database: no purchase times to load
         keys = list(windows)
         return {key: (day, week, month) for key, day, week, month in _fetch(
-            f"SELECT w.key, COALESCE(SUM(p.points_earned) FILTER (WHERE p.occurred_at >= w.day), 0)::bigint, "
-            f"COALESCE(SUM(p.points_earned) FILTER (WHERE p.occurred_at >= w.week), 0)::bigint, "
-            f"COALESCE(SUM(p.points_earned) FILTER (WHERE p.occurred_at >= w.month), 0)::bigint "
+            f"SELECT w.key, s.day, s.week, s.month "
             f"FROM unnest(%b::bigint[], %b::bigint[], %b::timestamptz[], %b::timestamptz[], %b::timestamptz[], "
-            f"%b::timestamptz[]) AS w(key, member_id, day, week, month, stop) "
-            f"JOIN {_PURCHASES} p ON p.member_id = w.member_id AND p.occurred_at >= LEAST(w.week, w.month) "
-            f"AND p.occurred_at < w.stop GROUP BY w.key",
+            f"%b::timestamptz[]) AS w(key, member_id, day, week, month, stop) CROSS JOIN LATERAL ("
+            f"SELECT COALESCE(SUM(p.points_earned) FILTER (WHERE p.occurred_at >= w.day), 0)::bigint AS day, "
+            f"COALESCE(SUM(p.points_earned) FILTER (WHERE p.occurred_at >= w.week), 0)::bigint AS week, "
+            f"COALESCE(SUM(p.points_earned) FILTER (WHERE p.occurred_at >= w.month), 0)::bigint AS month "
+            f"FROM {_PURCHASES} p WHERE p.member_id = w.member_id AND p.occurred_at >= LEAST(w.week, w.month) "
+            f"AND p.occurred_at < w.stop) s",
             [keys, [i.member.pk for i in items], *([windows[k][n] for k in keys] for n in range(4))])}
     start, end = min(min(w[1], w[2]) for w in windows.values()), max(w[3] for w in windows.values())
     rows: dict[int, list[tuple[dt.datetime, int]]] = defaultdict(list)
