@@ -14,9 +14,11 @@ from decimal import Decimal
 import pytest
 from django.core.handlers.wsgi import WSGIHandler
 from django.core.signals import request_finished, request_started
-from django.db import close_old_connections, connection, connections
+from django.db import close_old_connections, connection, connections, transaction
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from loyalty.api.fastlane import EarnFastLane
 from loyalty.api.purchases import PurchaseOutputSerializer, purchase_data, tier_ref
@@ -40,6 +42,8 @@ from tests.factories import MemberFactory, StoreFactory
 
 pytestmark = [pytest.mark.django_db, requires_postgres]
 _ids = itertools.count()
+FIELD_NAMES = {"member", "store", "external_id", "occurred_at", "total", "lines", "channel", "promo_codes", "note",
+               "coupon_codes", "points_payment_quote"}
 
 
 class Counting:
@@ -303,3 +307,39 @@ def test_twenty_concurrent_identical_requests_write_once_and_answer_alike(setup,
     assert len(answers) == 20 and len(set(answers)) == 1 and answers[0][0] == 201
     assert Purchase.objects.filter(member=member).count() == 1
     assert IdempotencyRecord.objects.filter(key="together").count() == 1
+
+
+ODD_VALUES = [None, "", " SH001", "1.234", "-1.00", "0", 0, 10**12, 12.5, True, [], {}, "x" * 70, "NaN", "１２",
+              "2026-02-30T10:00:00+08:00", "2026-03-04T10:00:00", "2026-03-04T10:00:00Z", {"id": True},
+              {"member_number": " 1"}, {"phone": ""}, [{"sku": "A", "amount": "1.00", "extra": 1}], ["A"]]
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(changes=st.lists(st.tuples(st.sampled_from(sorted(FIELD_NAMES)), st.sampled_from(ODD_VALUES)), max_size=2),
+       line_changes=st.lists(st.tuples(st.sampled_from(["sku", "category", "quantity", "amount", "extra"]),
+                                       st.sampled_from(ODD_VALUES)), max_size=1))
+def test_the_fast_lane_answers_whatever_it_takes_exactly_as_drf_would(setup, changes, line_changes):
+    """Differential: an odd body goes through DRF (rolled back) and then through the lane, from the same state;
+    both get the same status, error code and (for a 201) answer — so the lane never takes what the serializer
+    would refuse or change."""
+    member = MemberFactory()
+    MemberTier.objects.create(member=member, tier=setup["tiers"][1], since=timezone.now() - dt.timedelta(days=30))
+    data = body(member, occurred_at=(timezone.now() - dt.timedelta(minutes=5)).replace(microsecond=0).isoformat())
+    for name, value in changes:
+        data[name] = value
+    lines = data.get("lines")
+    for name, value in line_changes:
+        if isinstance(lines, list) and lines and isinstance(lines[0], dict):
+            data["lines"] = [{**lines[0], name: value}, *lines[1:]]
+    idem = f"odd-{next(_ids)}"
+
+    with transaction.atomic():
+        drf_status, _h, drf_answer = post(setup["inner"].app, data, key=setup["key"], idem=idem)
+        transaction.set_rollback(True)
+    lane_status, _h, lane_answer = post(setup["lane"], data, key=setup["key"], idem=idem)
+
+    assert lane_status == drf_status, (data, lane_answer, drf_answer)
+    if lane_status == 201:
+        assert {**lane_answer, "id": None} == {**drf_answer, "id": None}
+    else:
+        assert lane_answer["error"]["code"] == drf_answer["error"]["code"]
