@@ -35,8 +35,9 @@ class Event(models.Model):
     payload = models.JSONField(_("payload"), default=dict)
     occurred_at = models.DateTimeField(_("business time"))
     dispatched = models.BooleanField(_("fanned out to endpoints"), default=False)
-    # Unique where set (a partial index: most events have none, and none is written for them).
-    key = models.CharField(_("deduplication key"), max_length=200, null=True, blank=True,
+    # Unique where set (a partial index: most events have none, and none is written for them). NULL, not "", is
+    # "no key", so that any number of events have none.
+    key = models.CharField(_("deduplication key"), max_length=200, null=True, blank=True,  # noqa: DJ001
                            help_text=_("Set by scheduled jobs so that a rerun records an event once."))
     created_at = models.DateTimeField(_("created at"), auto_now_add=True)
 
