@@ -210,7 +210,7 @@ def earn_evaluate(*, rules: CompiledRuleSet, basket: Basket, member: MemberFacts
     }
     if basket.total <= 0 or eligible_total <= 0 or eligible_total < rules.minimum_spend:
         breakdown.update(lines=[], base=0, points=0, exact="0", below_minimum=eligible_total > 0,
-                         minimum_spend=str(rules.minimum_spend))
+                         minimum_spend=str(rules.minimum_spend), rounding=0)  # the figure, as on every other path
         return EarnResult(points=0, exact=ZERO, breakdown=breakdown)
 
     lines = basket.lines

@@ -144,7 +144,8 @@ def breakdown_lines(breakdown: dict, *, currency: str = "CNY") -> list[str]:
         if step.get("capped") is not None:
             text += " " + words["capped"] % {"points": points_(step["capped"])}
         out.append(text)
-    if breakdown.get("rounding"):
+    # An int: the rounding figure. Purchases that earned nothing before 2026-11 stored the policy's name here.
+    if isinstance(breakdown.get("rounding"), int) and breakdown["rounding"]:
         out.append(words["rounding"] % {"points": signed_(breakdown["rounding"])})
     for cap in breakdown.get("caps", []):
         period = cap["cap"]

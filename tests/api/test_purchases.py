@@ -236,3 +236,18 @@ def test_fuzzed_bodies_never_500(api, shop, buyer, body, path):
     else:
         response = post(api, path, body)
     assert response.status_code < 500, (path, body, response.content)
+
+
+def test_a_purchase_that_earns_nothing_is_explained_not_a_500(api, shop, buyer, audit_clean):
+    """Below the rule set's minimum spend (and with nothing eligible) the engine returns early: its breakdown
+    must still read in words — in the answer, on a replay and in the member's history."""
+    from tests.loyalty.helpers import rules_publish
+
+    rules_publish(name="Minimum", minimum_spend="50.00")
+    small = post(api, "/api/v1/purchases", {**{k: v for k, v in basket(total="20.00").items() if k != "lines"}}, key="small")
+    assert small.status_code == 201, small.content
+    answer = small.json()
+    assert answer["points_earned"] == 0 and answer["breakdown"]["rounding"] == 0
+    assert answer["breakdown_lines"]
+    again = api.get(f"/api/v1/purchases/{answer['id']}")
+    assert again.status_code == 200 and again.json()["breakdown_lines"] == answer["breakdown_lines"]

@@ -153,3 +153,13 @@ def test_a_changed_format_setting_is_followed():
                                FORMAT_MODULE_PATH=None, LANGUAGE_CODE="en"):
             assert breakdown_lines(breakdown) == reference_breakdown_lines(breakdown)
         assert breakdown_lines(breakdown) == before
+
+
+def test_a_stored_breakdown_with_the_rounding_policy_name_still_reads():
+    """Purchases that earned nothing used to keep the rounding policy's name under "rounding" (stored so)."""
+    legacy = {"kind": "purchase", "rule_set": {"id": 1, "name": "R"}, "rate": {"points": 1, "spend": "1.00"},
+              "total": "10.00", "eligible": "10.00", "rounding": "FLOOR_ORDER", "steps": [], "caps": [], "lines": [],
+              "base": 0, "points": 0, "exact": "0", "below_minimum": True, "minimum_spend": "50.00"}
+    with translation.override("en"):
+        lines = breakdown_lines(legacy, currency="CNY")
+    assert lines and not any("Rounding" in line for line in lines)
