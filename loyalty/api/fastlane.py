@@ -23,8 +23,6 @@ import functools
 import io
 import json
 import logging
-import re
-from decimal import Decimal
 from types import SimpleNamespace
 
 from django.conf import settings
@@ -32,27 +30,22 @@ from django.core import signals
 from django.core.handlers.wsgi import WSGIRequest
 from django.db import connection, connections, transaction
 from django.utils import timezone, translation
-from django.utils.dateparse import parse_datetime
 from psycopg.types.json import Jsonb
 from rest_framework.utils.encoders import JSONEncoder
 
 from loyalty.api.auth import api_client_touch, api_client_verify
 from loyalty.api.idempotency import HEADER, fingerprint_of
 from loyalty.api.lookups import store_for
+from loyalty.api.plain import plain_purchase
 from loyalty.api.throttling import COUNTED, auth_failures_check, client_rate_check
 from loyalty.db import hot_fetch
 from loyalty.exceptions import LoyaltyError
 from loyalty.models import IdempotencyRecord, IdempotencyState, Scope
-from loyalty.models.purchases import Channel
 from loyalty.services.ledger import MemberRef
 
 logger = logging.getLogger(__name__)
 
 PATH = "/api/v1/purchases"
-FIELDS = frozenset({"member", "store", "external_id", "occurred_at", "total", "lines", "channel", "promo_codes"})
-LINE_FIELDS = frozenset({"sku", "category", "quantity", "amount"})
-MONEY = re.compile(r"(?:0|[1-9]\d{0,9})(?:\.\d{1,2})?\Z")
-CENT = Decimal("0.01")
 _encoder = JSONEncoder(ensure_ascii=False, separators=(",", ":"))  # DRF's JSONRenderer, compact
 
 
@@ -118,7 +111,9 @@ def fast_earn(request: WSGIRequest, body: bytes) -> tuple[str, list[tuple[str, s
         data = json.loads(body.decode(), parse_constant=_refuse)  # UTF-8 only, as DRF's parser reads it
     except ValueError:  # not UTF-8, not JSON, NaN or Infinity: Django answers 400
         raise _Decline from None
-    earn = plain_earn(data)
+    earn = plain_purchase(data)
+    if earn is None:
+        raise _Decline
     language = translation.get_language_from_request(request)
     translation.activate(language)
     store = store_for(SimpleNamespace(auth=client), earn["store"], cached=True)
@@ -131,7 +126,7 @@ def fast_earn(request: WSGIRequest, body: bytes) -> tuple[str, list[tuple[str, s
             purchase = purchase_record.__wrapped__(  # in this transaction: no savepoint of its own
                 member=MemberRef(**earn["member"]), store=store, external_id=earn["external_id"],
                 occurred_at=earn["occurred_at"], total=earn["total"], lines=earn["lines"], channel=earn["channel"],
-                promo_codes=earn["promo_codes"], idempotency_key=f"api:{client.pk}:{key}", now=timezone.now(),
+                promo_codes=earn.get("promo_codes"), idempotency_key=f"api:{client.pk}:{key}", now=timezone.now(),
                 partner_account=client.partner_account,
             )
             if purchase.points_balance is None:  # an earlier purchase under this key, replayed: Django answers
@@ -164,64 +159,6 @@ def _answer_sql() -> str:
                         for name in ("client", "key", "fingerprint", "state", "status_code", "body", "created_at"))
     return (f"INSERT INTO {q(IdempotencyRecord._meta.db_table)} ({columns}) VALUES (%s, %s, %s, %s, %s, %s, %s) "
             "ON CONFLICT DO NOTHING RETURNING id")
-
-
-def plain_earn(data) -> dict:
-    """The purchase fields of a plain earn, as the serializer would give them; ``_Decline`` for anything the
-    serializer would refuse, change or not know, and for checkouts (coupons, points payment)."""
-    if not isinstance(data, dict) or not data.keys() <= FIELDS:
-        raise _Decline
-    member = data.get("member")
-    if not isinstance(member, dict) or len(member) != 1:
-        raise _Decline
-    (kind, value), = member.items()
-    if kind == "id":
-        if type(value) is not int or not 1 <= value < 2**63:
-            raise _Decline
-    elif kind not in ("phone", "member_number") or not _text(value, 32 if kind == "phone" else 20):
-        raise _Decline
-    occurred_at = data.get("occurred_at")
-    try:
-        parsed = parse_datetime(occurred_at) if isinstance(occurred_at, str) and len(occurred_at) < 64 else None
-    except ValueError:  # well-formed but not a date (February 30th)
-        raise _Decline from None
-    if parsed is None or parsed.tzinfo is None:
-        raise _Decline
-    lines = data.get("lines", [])
-    if not isinstance(lines, list) or len(lines) > 500:  # null included: the serializer refuses it
-        raise _Decline
-    lines = [_line(line) for line in lines] or None
-    channel = data.get("channel", Channel.STORE)
-    promo_codes = data.get("promo_codes", [])
-    if not isinstance(promo_codes, list) or len(promo_codes) > 20 or not all(_text(code, 32) for code in promo_codes):
-        raise _Decline
-    if not (_text(data.get("store"), 32) and _text(data.get("external_id"), 64) and channel in Channel.values):
-        raise _Decline
-    return {"member": member, "store": data["store"], "external_id": data["external_id"],
-            "occurred_at": parsed.astimezone(timezone.get_current_timezone()), "total": _money(data.get("total")),
-            "lines": lines, "channel": channel, "promo_codes": promo_codes if "promo_codes" in data else None}
-
-
-def _text(value, max_length: int, *, blank: bool = False) -> bool:
-    return isinstance(value, str) and len(value) <= max_length and (blank or value != "") and value == value.strip()
-
-
-def _money(value) -> Decimal:
-    if type(value) is int and 0 <= value < 10**10:
-        return Decimal(value).quantize(CENT)
-    if isinstance(value, str) and MONEY.match(value):
-        return Decimal(value).quantize(CENT)
-    raise _Decline
-
-
-def _line(line) -> dict:
-    if not isinstance(line, dict) or not line.keys() <= LINE_FIELDS or not _text(line.get("sku"), 64):
-        raise _Decline
-    category = line.get("category", "")
-    quantity = line.get("quantity", 1)
-    if not _text(category, 64, blank=True) or type(quantity) is not int or not 1 <= quantity <= 1_000_000:
-        raise _Decline
-    return {"sku": line["sku"], "category": category, "quantity": quantity, "amount": _money(line.get("amount"))}
 
 
 def _headers(request: WSGIRequest, language: str, length: int) -> list[tuple[str, str]]:

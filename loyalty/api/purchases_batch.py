@@ -6,11 +6,8 @@ code and message the single endpoint would give; the other items go on). A malfo
 400 and writes nothing. The Idempotency-Key covers the batch: a retry with the same key replays the answer.
 """
 
-import re
-from decimal import Decimal
 
 from django.utils import timezone
-from django.utils.dateparse import parse_datetime
 from django.utils.translation import gettext_lazy as _
 from drf_spectacular.utils import OpenApiExample, extend_schema
 from rest_framework import serializers
@@ -20,6 +17,7 @@ from rest_framework.views import APIView
 from loyalty.api.errors import api_exception_handler
 from loyalty.api.idempotency import idempotent
 from loyalty.api.members import error_responses
+from loyalty.api.plain import plain_purchase
 from loyalty.api.purchases import (
     IDEMPOTENCY_HEADER,
     PURCHASE_REQUEST,
@@ -31,7 +29,7 @@ from loyalty.api.purchases import (
     time_text,
 )
 from loyalty.explain import breakdown_lines
-from loyalty.models import Channel, Scope
+from loyalty.models import Scope
 from loyalty.services import program_settings_get
 from loyalty.services.purchases_batch import MAX_ITEMS, BatchResult, gc_paused, purchases_record_batch
 
@@ -171,76 +169,6 @@ def _as_tier(tier: dict | None) -> dict | None:
     return None if tier is None else {"code": _as_str(tier["code"]), "name": _as_str(tier["name"])}
 
 
-# ---- the common item, checked without DRF ------------------------------------------------------
-
-_MONEY = re.compile(r"\d{1,10}(\.\d{1,2})?")
-_FIELDS = {"member", "store", "external_id", "occurred_at", "total", "lines", "channel", "promo_codes"}
-_LINE_FIELDS = {"sku", "category", "quantity", "amount"}
-_CENT = Decimal("0.01")
-
-
-def _text(value, limit: int, *, blank: bool = False) -> bool:
-    return isinstance(value, str) and (blank or value) and len(value) <= limit and value.strip() == value
-
-
-def _money(value) -> Decimal | None:
-    return Decimal(value).quantize(_CENT) if isinstance(value, str) and _MONEY.fullmatch(value) else None
-
-
-def _plain_item(raw) -> dict | None:
-    """The validated item for a plainly well-formed purchase (what ``PurchaseInputSerializer`` would give),
-    checked in a few microseconds; None for anything else, which then goes through the serializer for its
-    exact field errors. Stricter than the serializer, never looser: a batch of 1,000 spends most of its time
-    in DRF's nested validation otherwise."""
-    if not isinstance(raw, dict) or not raw.keys() <= _FIELDS:
-        return None
-    member = raw.get("member")
-    if not isinstance(member, dict) or len(member) != 1:
-        return None
-    (kind, ref), = member.items()
-    if kind == "id":
-        if not (type(ref) is int and 1 <= ref < 2**63):
-            return None
-    elif kind not in ("phone", "member_number") or not _text(ref, 32 if kind == "phone" else 20):
-        return None
-    store, external_id, at = raw.get("store"), raw.get("external_id"), raw.get("occurred_at")
-    if not _text(store, 32) or not _text(external_id, 64) or not isinstance(at, str) or len(at) >= 64:
-        return None
-    try:
-        occurred_at = parse_datetime(at)
-    except ValueError:
-        return None
-    total = _money(raw.get("total"))
-    if occurred_at is None or occurred_at.tzinfo is None or total is None:
-        return None
-    channel = raw.get("channel", Channel.STORE)
-    if channel not in Channel.values:
-        return None
-    item = {"member": {kind: ref}, "store": store, "external_id": external_id,
-            "occurred_at": occurred_at.astimezone(timezone.get_current_timezone()), "total": total,
-            "channel": channel, "lines": None}
-    if "promo_codes" in raw:
-        codes = raw["promo_codes"]
-        if not isinstance(codes, list) or len(codes) > 20 or not all(_text(c, 32) for c in codes):
-            return None
-        item["promo_codes"] = codes
-    lines = raw.get("lines", [])
-    if not isinstance(lines, list) or len(lines) > 500:
-        return None
-    clean = []
-    for line in lines:
-        if not isinstance(line, dict) or not line.keys() <= _LINE_FIELDS:
-            return None
-        sku, category, quantity = line.get("sku"), line.get("category", ""), line.get("quantity", 1)
-        amount = _money(line.get("amount"))
-        if not _text(sku, 64) or not _text(category, 64, blank=True) or amount is None or not (
-                type(quantity) is int and 1 <= quantity <= 1_000_000):
-            return None
-        clean.append({"sku": sku, "category": category, "quantity": quantity, "amount": amount})
-    item["lines"] = clean or None
-    return item
-
-
 # ---- view ---------------------------------------------------------------------------------------
 
 
@@ -269,7 +197,7 @@ class PurchaseBatchApi(APIView):
         items: list = []
         refused: dict[int, dict] = {}
         for index, raw in enumerate(batch.validated_data["purchases"]):
-            quick = _plain_item(raw)
+            quick = plain_purchase(raw)
             if quick is not None:
                 items.append(quick)
                 continue

@@ -161,15 +161,15 @@ def test_bound_client_sees_no_duplicate_of_another_store(shop, buyer):
     item("P6", lines=[]),
 ])
 def test_quick_item_check_gives_what_the_serializer_gives(raw):
+    from loyalty.api.plain import plain_purchase
     from loyalty.api.purchases import PurchaseInputSerializer
-    from loyalty.api.purchases_batch import _plain_item
 
     one = PurchaseInputSerializer(data=raw)
     assert one.is_valid(), one.errors
     expected = dict(one.validated_data)
     expected["member"] = dict(expected["member"])
     expected["lines"] = [dict(line) for line in expected.get("lines") or []] or None
-    assert _plain_item(raw) == expected
+    assert plain_purchase(raw) == expected
 
 
 @pytest.mark.parametrize("raw", [
@@ -179,6 +179,6 @@ def test_quick_item_check_gives_what_the_serializer_gives(raw):
     item("Q9", member={"phone": "1", "id": 1}), item("Q10", channel="FAX"), item("Q11", total="-1"),
 ])
 def test_quick_item_check_leaves_the_rest_to_the_serializer(raw):
-    from loyalty.api.purchases_batch import _plain_item
+    from loyalty.api.plain import plain_purchase
 
-    assert _plain_item(raw) is None
+    assert plain_purchase(raw) is None
