@@ -7,11 +7,11 @@ import json
 from decimal import Decimal
 
 import pytest
-from django.utils import timezone
 
 from loyalty.api import purchases_batch as batch_api
 from loyalty.api.purchases_batch import PurchaseBatchOutputSerializer
 from loyalty.models import Tier, TierPolicy
+from tests.api.test_purchases_batch import item
 from tests.factories import MemberFactory, StoreFactory
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("audit_clean")]
@@ -20,15 +20,6 @@ pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("audit_clean")]
 def diff(ours, documented) -> str:
     return "\n".join(difflib.unified_diff(json.dumps(ours, indent=1).splitlines(),
                                            json.dumps(documented, indent=1).splitlines(), lineterm="", n=1))
-
-
-def item(external_id, **overrides):
-    body = {"member": {"phone": "13800138000"}, "store": "SH001", "external_id": external_id,
-            "occurred_at": timezone.now().replace(microsecond=0).isoformat(), "total": "100.00",
-            "lines": [{"sku": "LATTE", "category": "drinks", "quantity": 2, "amount": "60.00"},
-                      {"sku": "MUFFIN", "category": "bakery", "quantity": 1, "amount": "40.00"}]}
-    body.update(overrides)
-    return {k: v for k, v in body.items() if v is not None}
 
 
 @pytest.mark.parametrize("language", ["en", "zh-hans"])
