@@ -7,8 +7,9 @@ import pytest
 from django.utils import timezone
 
 from loyalty.audit import ledger_audit_run
-from loyalty.models import MemberTier, Purchase, TierChange, TierChangeReason
+from loyalty.models import MemberTier, Purchase, SystemAccount, TierChange, TierChangeReason, Unit
 from loyalty.services import purchase_record
+from loyalty.services.ledger import system_account
 from loyalty.services.tiers import tiers_evaluate
 from tests.conftest import requires_postgres
 from tests.factories import MemberFactory, StoreFactory
@@ -18,8 +19,17 @@ from tests.loyalty.test_tiers import T4_TIERS, ladder
 pytestmark = [pytest.mark.django_db(transaction=True), requires_postgres]
 
 
+def system_accounts_as_deployed():
+    """What migration loyalty 0014 puts in every database; a transactional test starts from an emptied one."""
+    for code in ("ISSUANCE", "REDEMPTION", "BREAKAGE", "ADJUSTMENT"):
+        system_account(SystemAccount(code))
+    for code in ("WALLET_FUNDING", "WALLET_BONUS", "WALLET_SPEND", "WALLET_REFUND", "WALLET_BONUS_EXPIRY"):
+        system_account(SystemAccount(code), Unit.MONEY)
+
+
 def test_T4_evaluations_and_purchases_at_once_neither_deadlock_nor_double_record():
     now = timezone.now()
+    system_accounts_as_deployed()
     tiers = ladder(T4_TIERS, grace_days=30)
     store = StoreFactory()
     members = [MemberFactory(joined_at=now - dt.timedelta(days=500)) for _ in range(20)]
