@@ -53,6 +53,8 @@ class LedgerInconsistent(LoyaltyError):
 
 
 def system_account(code: SystemAccount | str, unit: str = Unit.POINTS) -> Account:
+    """The system account; every database has them from migration ``loyalty 0014``. One missing (a database
+    emptied by hand or by a test) is created here, inside the caller's transaction."""
     account, _ = Account.objects.get_or_create(kind=AccountKind.SYSTEM, system_code=str(code), unit=unit)
     return account
 
