@@ -34,6 +34,7 @@ from loyalty.models import (
 )
 from loyalty.services import purchase_record
 from loyalty.services.ledger import MemberRef, member_accounts_for_write
+from tests.api.conftest import purchase_body
 from tests.conftest import requires_postgres
 from tests.factories import MemberFactory, StoreFactory
 from tests.loyalty.helpers import program_set, rules_publish
@@ -56,15 +57,6 @@ def realistic_program():
     return tiers
 
 
-def body(**overrides):
-    data = {"member": {"phone": "13800138000"}, "store": "SH001", "external_id": f"POS-{next(_ids)}",
-            "occurred_at": timezone.now().replace(microsecond=0).isoformat(), "total": "100.00",
-            "lines": [{"sku": "LATTE", "category": "drinks", "quantity": 2, "amount": "60.00"},
-                      {"sku": "MUFFIN", "category": "bakery", "quantity": 1, "amount": "40.00"}]}
-    data.update(overrides)
-    return data
-
-
 def statements(ctx) -> list[str]:
     return [q["sql"] for q in ctx.captured_queries if not q["sql"].startswith(("SAVEPOINT", "RELEASE SAVEPOINT"))]
 
@@ -76,11 +68,11 @@ def test_an_api_earn_costs_at_most_six_statements(api):
     tiers = realistic_program()
     MemberTier.objects.create(member=member, tier=tiers[1], since=timezone.now() - dt.timedelta(days=30))
     for warm in ("warm-1", "warm-2"):  # the first earn creates the issuance account: a configuration change
-        warmed = api.post("/api/v1/purchases", body(), format="json", HTTP_IDEMPOTENCY_KEY=warm)
+        warmed = api.post("/api/v1/purchases", purchase_body(), format="json", HTTP_IDEMPOTENCY_KEY=warm)
         assert warmed.status_code == 201, warmed.content
 
     with CaptureQueriesContext(connection) as ctx:
-        response = api.post("/api/v1/purchases", body(), format="json", HTTP_IDEMPOTENCY_KEY="budget")
+        response = api.post("/api/v1/purchases", purchase_body(), format="json", HTTP_IDEMPOTENCY_KEY="budget")
 
     assert response.status_code == 201, response.content
     sql = statements(ctx)
@@ -94,10 +86,10 @@ def test_an_api_earn_costs_at_most_six_statements(api):
 def test_a_replay_and_a_duplicate_reference_write_nothing_more(api, audit_clean):
     StoreFactory(code="SH001")
     MemberFactory(phone="+8613800138000")
-    first = api.post("/api/v1/purchases", body(external_id="R-1"), format="json", HTTP_IDEMPOTENCY_KEY="k1")
+    first = api.post("/api/v1/purchases", purchase_body(external_id="R-1"), format="json", HTTP_IDEMPOTENCY_KEY="k1")
     counts = (Purchase.objects.count(), Transfer.objects.count(), Lot.objects.count(), Event.objects.count())
 
-    again = api.post("/api/v1/purchases", body(external_id="R-1"), format="json", HTTP_IDEMPOTENCY_KEY="k2")
+    again = api.post("/api/v1/purchases", purchase_body(external_id="R-1"), format="json", HTTP_IDEMPOTENCY_KEY="k2")
 
     assert first.status_code == 201
     assert again.status_code == 409 and again.json()["error"]["code"] == "duplicate_purchase"

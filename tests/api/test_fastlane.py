@@ -8,13 +8,12 @@ import datetime as dt
 import io
 import itertools
 import json
-import threading
 from decimal import Decimal
 
 import pytest
 from django.core.handlers.wsgi import WSGIHandler
 from django.core.signals import request_finished, request_started
-from django.db import close_old_connections, connection, connections, transaction
+from django.db import close_old_connections, connection, transaction
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 from hypothesis import HealthCheck, given, settings
@@ -36,9 +35,11 @@ from loyalty.models import (
 from loyalty.services import purchase_record
 from loyalty.services.api_clients import api_client_create
 from members.models import Member, MemberStatus
+from tests.api.conftest import purchase_body
 from tests.api.test_earn_budget import realistic_program
 from tests.conftest import requires_postgres
 from tests.factories import MemberFactory, StoreFactory
+from tests.loyalty.test_concurrency import run_concurrently
 
 pytestmark = [pytest.mark.django_db, requires_postgres]
 _ids = itertools.count()
@@ -82,13 +83,9 @@ def post(app, data, *, key: str | None, idem: str | None = "k", raw: bytes | Non
 
 
 def body(member: Member, **overrides) -> dict:
-    data = {"member": {"id": member.pk}, "store": "SH001", "external_id": f"POS-{next(_ids)}",
-            "occurred_at": (timezone.now() - dt.timedelta(minutes=1)).replace(microsecond=0).isoformat(),
-            "total": "100.00",
-            "lines": [{"sku": "LATTE", "category": "drinks", "quantity": 2, "amount": "60.00"},
-                      {"sku": "MUFFIN", "category": "bakery", "quantity": 1, "amount": "40.00"}]}
-    data.update(overrides)
-    return data
+    """``purchase_body`` for ``member`` (by id), bought a minute ago."""
+    at = (timezone.now() - dt.timedelta(minutes=1)).replace(microsecond=0).isoformat()
+    return purchase_body(**{"member": {"id": member.pk}, "occurred_at": at, **overrides})
 
 
 @pytest.fixture(autouse=True)
@@ -288,21 +285,12 @@ def test_purchase_data_is_what_the_documented_serializer_gives(setup, store, now
 def test_twenty_concurrent_identical_requests_write_once_and_answer_alike(setup, audit_clean):
     member = MemberFactory()
     lane, data = setup["lane"], body(member)
-    answers, barrier = [], threading.Barrier(20)
 
-    def send():
-        try:
-            barrier.wait()
-            status, _headers, answer = post(lane, data, key=setup["key"], idem="together")
-            answers.append((status, json.dumps(answer, sort_keys=True)))
-        finally:
-            connections.close_all()
+    def send(_i):
+        status, _headers, answer = post(lane, data, key=setup["key"], idem="together")
+        return status, json.dumps(answer, sort_keys=True)
 
-    threads = [threading.Thread(target=send) for _ in range(20)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    answers = run_concurrently(20, send)
 
     assert len(answers) == 20 and len(set(answers)) == 1 and answers[0][0] == 201
     assert Purchase.objects.filter(member=member).count() == 1

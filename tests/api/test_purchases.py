@@ -4,15 +4,14 @@ import copy
 import itertools
 
 import pytest
-from django.utils import timezone
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from loyalty.models import Purchase, Refund, Transfer
 from members.models import MemberStatus
-from tests.api.conftest import api_for
+from tests.api.conftest import api_for, purchase_body
 from tests.api.test_foundation import assert_error
-from tests.factories import MemberFactory, StoreFactory
+from tests.factories import StoreFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -26,27 +25,8 @@ def post(client, path, body, key=None):
     return client.post(path, body, format="json", HTTP_IDEMPOTENCY_KEY=key or f"p{next(_keys)}")
 
 
-@pytest.fixture
-def shop(db):
-    return StoreFactory(code="SH001")
-
-
-@pytest.fixture
-def buyer(db):
-    return MemberFactory(phone="+8613800138000")
-
-
-def basket(**overrides):
-    body = {"member": {"phone": "13800138000"}, "store": "SH001", "external_id": f"POS-{next(_keys)}",
-            "occurred_at": timezone.now().replace(microsecond=0).isoformat(), "total": "100.00",
-            "lines": [{"sku": "LATTE", "category": "drinks", "quantity": 2, "amount": "60.00"},
-                      {"sku": "MUFFIN", "category": "bakery", "quantity": 1, "amount": "40.00"}]}
-    body.update(overrides)
-    return body
-
-
 def test_purchase_earns_points(api, shop, buyer):
-    response = post(api, "/api/v1/purchases", basket())
+    response = post(api, "/api/v1/purchases", purchase_body())
     assert response.status_code == 201, response.content
     body = response.json()
     assert set(body) == PURCHASE_KEYS
@@ -58,18 +38,18 @@ def test_purchase_earns_points(api, shop, buyer):
 @pytest.mark.parametrize("ref", ["id", "member_number"])
 def test_member_by_id_or_number(api, shop, buyer, ref):
     value = buyer.pk if ref == "id" else buyer.member_number
-    assert post(api, "/api/v1/purchases", basket(member={ref: value})).status_code == 201
+    assert post(api, "/api/v1/purchases", purchase_body(member={ref: value})).status_code == 201
 
 
 def test_get_purchase(api, shop, buyer):
-    created = post(api, "/api/v1/purchases", basket()).json()
+    created = post(api, "/api/v1/purchases", purchase_body()).json()
     got = api.get(f"/api/v1/purchases/{created['id']}").json()
     assert got["id"] == created["id"] and got["points_earned"] == created["points_earned"]
     assert_error(api.get("/api/v1/purchases/999999"), 404, "not_found")
 
 
 def test_preview_writes_nothing_and_matches_the_real_answer(api, shop, buyer):
-    body = basket()
+    body = purchase_body()
     preview = api.post("/api/v1/purchases/preview", body, format="json")
     assert preview.status_code == 200, preview.content
     assert preview.json()["id"] is None
@@ -84,9 +64,9 @@ def test_preview_refuses_bad_input_too(api, shop, buyer):
 
 
 def test_unknown_member_and_store(api, shop, buyer):
-    assert_error(post(api, "/api/v1/purchases", basket(member={"phone": "13900000000"})), 404, "member_not_found")
-    assert_error(post(api, "/api/v1/purchases", basket(member={"phone": "garbage"})), 404, "member_not_found")
-    assert_error(post(api, "/api/v1/purchases", basket(store="NOPE")), 404, "store_not_found")
+    assert_error(post(api, "/api/v1/purchases", purchase_body(member={"phone": "13900000000"})), 404, "member_not_found")
+    assert_error(post(api, "/api/v1/purchases", purchase_body(member={"phone": "garbage"})), 404, "member_not_found")
+    assert_error(post(api, "/api/v1/purchases", purchase_body(store="NOPE")), 404, "store_not_found")
 
 
 @pytest.mark.parametrize("change, field", [
@@ -108,7 +88,7 @@ def test_unknown_member_and_store(api, shop, buyer):
     ({"promo_codes": "SPRING"}, "promo_codes"),
 ])
 def test_validation_is_400_with_details_per_field(api, shop, buyer, change, field):
-    error = assert_error(post(api, "/api/v1/purchases", basket(**change)), 400, "invalid_request")
+    error = assert_error(post(api, "/api/v1/purchases", purchase_body(**change)), 400, "invalid_request")
     assert field in error["details"], error
 
 
@@ -118,7 +98,7 @@ def test_missing_fields(api, shop, buyer):
 
 
 def test_lines_that_do_not_add_up_are_400(api, shop, buyer):
-    response = post(api, "/api/v1/purchases", basket(total="99.00"))
+    response = post(api, "/api/v1/purchases", purchase_body(total="99.00"))
     assert response.status_code == 400 and response.json()["error"]["code"] == "invalid_input"
 
 
@@ -131,7 +111,7 @@ def test_garbage_bodies_never_500(api, shop, buyer, raw):
 
 
 def test_same_order_number_with_a_new_key_is_409_duplicate(api, shop, buyer):
-    body = basket()
+    body = purchase_body()
     post(api, "/api/v1/purchases", body)
     changed = {**body, "total": "40.00", "lines": body["lines"][1:]}
     assert_error(post(api, "/api/v1/purchases", changed), 409, "duplicate_purchase")
@@ -140,33 +120,33 @@ def test_same_order_number_with_a_new_key_is_409_duplicate(api, shop, buyer):
 def test_frozen_member_is_422(api, shop, buyer):
     buyer.status = MemberStatus.FROZEN
     buyer.save(update_fields=["status"])
-    response = post(api, "/api/v1/purchases", basket())
+    response = post(api, "/api/v1/purchases", purchase_body())
     assert response.status_code == 422 and response.json()["error"]["code"] == "member_frozen", response.content
 
 
 def test_scope_and_auth(db, shop, buyer):
-    assert_error(post(api_for(scopes=["members:read"]), "/api/v1/purchases", basket()), 403, "insufficient_scope")
-    assert_error(api_for(scopes=["members:read"]).post("/api/v1/purchases/preview", basket(), format="json"), 403,
+    assert_error(post(api_for(scopes=["members:read"]), "/api/v1/purchases", purchase_body()), 403, "insufficient_scope")
+    assert_error(api_for(scopes=["members:read"]).post("/api/v1/purchases/preview", purchase_body(), format="json"), 403,
                  "insufficient_scope")
     from rest_framework.test import APIClient
 
-    assert_error(post(APIClient(), "/api/v1/purchases", basket()), 401, "unauthenticated")
+    assert_error(post(APIClient(), "/api/v1/purchases", purchase_body()), 401, "unauthenticated")
 
 
 def test_store_bound_client_posts_reads_and_refunds_only_at_its_store(api, shop, buyer):
     other = StoreFactory(code="BJ001")
     bound = api_for(scopes=["purchases:write"], store=shop)
-    assert post(bound, "/api/v1/purchases", basket()).status_code == 201
-    assert_error(post(bound, "/api/v1/purchases", basket(store="BJ001")), 403, "store_not_allowed")
-    assert_error(bound.post("/api/v1/purchases/preview", basket(store="BJ001"), format="json"), 403, "store_not_allowed")
-    elsewhere = post(api, "/api/v1/purchases", basket(store=other.code)).json()
+    assert post(bound, "/api/v1/purchases", purchase_body()).status_code == 201
+    assert_error(post(bound, "/api/v1/purchases", purchase_body(store="BJ001")), 403, "store_not_allowed")
+    assert_error(bound.post("/api/v1/purchases/preview", purchase_body(store="BJ001"), format="json"), 403, "store_not_allowed")
+    elsewhere = post(api, "/api/v1/purchases", purchase_body(store=other.code)).json()
     assert_error(bound.get(f"/api/v1/purchases/{elsewhere['id']}"), 404, "not_found")
     assert_error(post(bound, f"/api/v1/purchases/{elsewhere['id']}/refunds", {"amount": "10.00"}), 404, "not_found")
     assert not Refund.objects.exists()
 
 
 def test_refund_by_amount_and_by_lines(api, shop, buyer):
-    created = post(api, "/api/v1/purchases", basket()).json()
+    created = post(api, "/api/v1/purchases", purchase_body()).json()
     partial = post(api, f"/api/v1/purchases/{created['id']}/refunds", {"amount": "40.00"})
     assert partial.status_code == 201, partial.content
     assert set(partial.json()) == {"id", "amount", "points_reversed", "points_returned", "points_balance"}
@@ -177,7 +157,7 @@ def test_refund_by_amount_and_by_lines(api, shop, buyer):
 
 
 def test_refund_refusals(api, shop, buyer):
-    created = post(api, "/api/v1/purchases", basket()).json()
+    created = post(api, "/api/v1/purchases", purchase_body()).json()
     url = f"/api/v1/purchases/{created['id']}/refunds"
     assert_error(post(api, url, {}), 400, "invalid_request")
     assert_error(post(api, url, {"amount": "1.00", "lines": [{"sku": "LATTE"}]}), 400, "invalid_request")
@@ -188,7 +168,7 @@ def test_refund_refusals(api, shop, buyer):
 
 
 def test_body_is_not_mutated_by_the_request(api, shop, buyer):
-    body = basket()
+    body = purchase_body()
     kept = copy.deepcopy(body)
     post(api, "/api/v1/purchases", body)
     assert body == kept
@@ -202,7 +182,7 @@ def schema_properties(component: str) -> set[str]:
 
 
 def test_responses_have_the_keys_the_schema_documents(api, shop, buyer):
-    purchase = post(api, "/api/v1/purchases", basket()).json()
+    purchase = post(api, "/api/v1/purchases", purchase_body()).json()
     assert set(purchase) == schema_properties("PurchaseOutput")
     refund = post(api, f"/api/v1/purchases/{purchase['id']}/refunds", {"amount": "1.00"}).json()
     assert set(refund) == schema_properties("RefundOutput")
@@ -244,7 +224,7 @@ def test_a_purchase_that_earns_nothing_is_explained_not_a_500(api, shop, buyer, 
     from tests.loyalty.helpers import rules_publish
 
     rules_publish(name="Minimum", minimum_spend="50.00")
-    small = post(api, "/api/v1/purchases", {**{k: v for k, v in basket(total="20.00").items() if k != "lines"}}, key="small")
+    small = post(api, "/api/v1/purchases", {**{k: v for k, v in purchase_body(total="20.00").items() if k != "lines"}}, key="small")
     assert small.status_code == 201, small.content
     answer = small.json()
     assert answer["points_earned"] == 0 and answer["breakdown"]["rounding"] == 0

@@ -3,11 +3,10 @@
 import itertools
 
 import pytest
-from django.utils import timezone
 
 from loyalty.models import Event, Purchase, Scope, Transfer
 from members.models import Member, MemberStatus
-from tests.api.conftest import api_for
+from tests.api.conftest import api_for, purchase_body
 from tests.api.test_foundation import assert_error
 from tests.api.test_purchases import PURCHASE_KEYS
 from tests.factories import MemberFactory, StoreFactory
@@ -21,23 +20,9 @@ def post(client, body, key=None, **headers):
     return client.post(URL, body, format="json", HTTP_IDEMPOTENCY_KEY=key or f"b{next(_keys)}", **headers)
 
 
-@pytest.fixture
-def shop(db):
-    return StoreFactory(code="SH001")
-
-
-@pytest.fixture
-def buyer(db):
-    return MemberFactory(phone="+8613800138000")
-
-
 def item(external_id, **overrides):
-    body = {"member": {"phone": "13800138000"}, "store": "SH001", "external_id": external_id,
-            "occurred_at": timezone.now().replace(microsecond=0).isoformat(), "total": "100.00",
-            "lines": [{"sku": "LATTE", "category": "drinks", "quantity": 2, "amount": "60.00"},
-                      {"sku": "MUFFIN", "category": "bakery", "quantity": 1, "amount": "40.00"}]}
-    body.update(overrides)
-    return {k: v for k, v in body.items() if v is not None}
+    """One batch item: ``purchase_body`` with this order number; a None override leaves the field out."""
+    return {k: v for k, v in purchase_body(external_id=external_id, **overrides).items() if v is not None}
 
 
 def test_batch_records_each_item(api, shop, buyer):

@@ -2,7 +2,6 @@
 
 import datetime as dt
 import random
-import threading
 from decimal import Decimal
 
 import pytest
@@ -20,6 +19,7 @@ from members.models import Member, MemberStatus, Store
 from tests.conftest import requires_postgres
 from tests.factories import MemberFactory, StoreFactory
 from tests.loyalty.helpers import buy, program_set, rules_publish
+from tests.loyalty.test_concurrency import run_concurrently
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("audit_clean")]
 
@@ -319,8 +319,6 @@ def test_query_count_does_not_grow_with_the_batch(world, now, size):
 @requires_postgres
 @pytest.mark.django_db(transaction=True)
 def test_batches_racing_single_posts_apply_each_purchase_once(now):
-    from django.db import close_old_connections
-
     from loyalty.models import SystemAccount
     from loyalty.services import program_settings_get
     from loyalty.services.ledger import system_account
@@ -335,41 +333,22 @@ def test_batches_racing_single_posts_apply_each_purchase_once(now):
     def item(member, store, ext):
         return {"member": {"id": member.pk}, "store": store.code, "external_id": ext, "occurred_at": when, "total": "30.00"}
 
-    errors: list[BaseException] = []
-    barrier = threading.Barrier(4)
-
     def batch(order):
-        try:
-            barrier.wait()
-            purchases_record_batch(items=[item(*o) for o in order], now=now)
-        except BaseException as exc:
-            errors.append(exc)
-        finally:
-            close_old_connections()
-            connection.close()
+        return purchases_record_batch(items=[item(*o) for o in order], now=now)
 
     def singles(order):
-        try:
-            barrier.wait()
-            for member, store, ext in order:
-                try:
-                    purchase_record(member=member, store=store, external_id=ext, occurred_at=when, total="30.00", now=now)
-                except LoyaltyError:
-                    pass
-        except BaseException as exc:
-            errors.append(exc)
-        finally:
-            connection.close()
+        for member, store, ext in order:
+            try:
+                purchase_record(member=member, store=store, external_id=ext, occurred_at=when, total="30.00", now=now)
+            except LoyaltyError:
+                pass
 
     rng = random.Random(7)
     shuffled = orders[:]
     rng.shuffle(shuffled)
-    threads = [threading.Thread(target=batch, args=(orders,)), threading.Thread(target=batch, args=(shuffled,)),
-               threading.Thread(target=batch, args=(orders[::-1],)), threading.Thread(target=singles, args=(orders[10:40],))]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(60)
+    jobs = [lambda: batch(orders), lambda: batch(shuffled), lambda: batch(orders[::-1]), lambda: singles(orders[10:40])]
+    outcomes = run_concurrently(len(jobs), lambda i: jobs[i]())
+    errors = [o for o in outcomes if isinstance(o, Exception)]
     assert not errors, errors
     assert Purchase.objects.count() == 60
     assert Transfer.objects.filter(code="EARN").count() == 60
@@ -391,27 +370,17 @@ def test_batches_of_different_members_racing_for_the_same_orders(now):
     StoreFactory(code="SH001")
     first, second = MemberFactory(), MemberFactory()
     when = now - dt.timedelta(hours=1)
-    results, errors = {}, []
-    barrier = threading.Barrier(2)
 
     def batch(member, order):
-        try:
-            barrier.wait()
-            results[member.pk] = purchases_record_batch(items=[
-                {"member": {"id": member.pk}, "store": "SH001", "external_id": f"O{i}", "occurred_at": when,
-                 "total": "10.00"} for i in order], now=now)
-        except BaseException as exc:
-            errors.append(exc)
-        finally:
-            connection.close()
+        return member.pk, purchases_record_batch(items=[
+            {"member": {"id": member.pk}, "store": "SH001", "external_id": f"O{i}", "occurred_at": when,
+             "total": "10.00"} for i in order], now=now)
 
-    threads = [threading.Thread(target=batch, args=(first, range(200))),
-               threading.Thread(target=batch, args=(second, range(199, -1, -1)))]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(60)
+    jobs = [lambda: batch(first, range(200)), lambda: batch(second, range(199, -1, -1))]
+    outcomes = run_concurrently(len(jobs), lambda i: jobs[i]())
+    errors = [o for o in outcomes if isinstance(o, Exception)]
     assert not errors, errors
+    results = dict(outcomes)
     assert Purchase.objects.count() == 200
     for i in range(200):
         statuses = sorted(r.status for rs in results.values() for r in rs if r.external_id == f"O{i}")
