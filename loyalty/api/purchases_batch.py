@@ -23,14 +23,9 @@ from loyalty.api.purchases import (
     PURCHASE_REQUEST,
     PurchaseInputSerializer,
     PurchaseOutputSerializer,
-    money_text,
-    purchase_coupons,
-    tier_ref,
-    time_text,
+    purchase_data,
 )
-from loyalty.explain import breakdown_lines
 from loyalty.models import Scope
-from loyalty.services import program_settings_get
 from loyalty.services.purchases_batch import MAX_ITEMS, BatchResult, gc_paused, purchases_record_batch
 
 # ---- input and output ---------------------------------------------------------------------------
@@ -91,22 +86,11 @@ def _error(exc) -> dict:
     return api_exception_handler(exc, {}).data["error"]
 
 
-def _purchase(result: BatchResult, *, currency: str) -> dict:
+def _purchase(result: BatchResult) -> dict:
+    """The purchase as the single endpoint answers it (``purchase_data``), with the batch's balance."""
     purchase = result.purchase
-    change = getattr(purchase, "tier_change", None)
-    return {
-        "id": purchase.pk, "member": purchase.member_id, "store": purchase.store.code,
-        "external_id": purchase.external_id, "occurred_at": purchase.occurred_at, "total": purchase.total,
-        "points_earned": purchase.points_earned, "breakdown": purchase.earn_breakdown or {},
-        "breakdown_lines": breakdown_lines(purchase.earn_breakdown or {}, currency=currency),
-        "points_balance": result.points_balance or 0,
-        "tier_change": {"from_tier": tier_ref(change.from_tier), "to_tier": tier_ref(change.to_tier)} if change else None,
-        "refunded_amount": purchase.refunded_amount, "points_reversed": purchase.points_reversed,
-        "points_returned": purchase.points_returned,
-        "coupons": purchase_coupons(purchase) if purchase.coupon_discount else [],
-        "coupon_discount": purchase.coupon_discount, "points_paid": purchase.points_paid,
-        "points_paid_value": purchase.points_paid_value,
-    }
+    purchase.points_balance = result.points_balance or 0
+    return purchase_data(purchase, coupons=bool(purchase.coupon_discount))
 
 
 def batch_answer(answer: dict) -> dict:
@@ -118,55 +102,14 @@ def batch_answer(answer: dict) -> dict:
 
 
 def _row_answer(row: dict) -> dict:
-    purchase, error = row["purchase"], row["error"]
+    error = row["error"]
     return {
-        "index": _as_int(row["index"]), "external_id": _as_str(row["external_id"]), "status": _as_str(row["status"]),
-        "purchase": None if purchase is None else {
-            "id": _as_int(purchase["id"]), "member": _as_int(purchase["member"]), "store": _as_str(purchase["store"]),
-            "external_id": _as_str(purchase["external_id"]), "occurred_at": _as_time(purchase["occurred_at"]),
-            "total": _as_money(purchase["total"]), "points_earned": _as_int(purchase["points_earned"]),
-            "breakdown": _as_dict(purchase["breakdown"]),
-            "breakdown_lines": None if purchase["breakdown_lines"] is None else [
-                _as_str(line) for line in purchase["breakdown_lines"]],
-            "points_balance": _as_int(purchase["points_balance"]),
-            "tier_change": None if purchase["tier_change"] is None else {
-                "from_tier": _as_tier(purchase["tier_change"]["from_tier"]),
-                "to_tier": _as_tier(purchase["tier_change"]["to_tier"])},
-            "refunded_amount": _as_money(purchase["refunded_amount"]),
-            "points_reversed": _as_int(purchase["points_reversed"]), "points_returned": _as_int(purchase["points_returned"]),
-            "coupons": None if purchase["coupons"] is None else [
-                {"code": _as_str(c["code"]), "discount": _as_money(c["discount"])} for c in purchase["coupons"]],
-            "coupon_discount": _as_money(purchase["coupon_discount"]), "points_paid": _as_int(purchase["points_paid"]),
-            "points_paid_value": _as_money(purchase["points_paid_value"]),
-        },
+        "index": int(row["index"]), "external_id": str(row["external_id"]), "status": str(row["status"]),
+        "purchase": row["purchase"],  # purchase_data: the documented shape already
         "error": None if error is None else {
-            "code": _as_str(error["code"]), "message": _as_str(error["message"]), "details": _as_dict(error["details"])},
+            "code": str(error["code"]), "message": str(error["message"]),
+            "details": {str(key): item for key, item in error["details"].items()}},
     }
-
-
-# DRF's field representations (a None stays None, as a serializer leaves it).
-def _as_int(value) -> int | None:
-    return None if value is None else int(value)
-
-
-def _as_str(value) -> str | None:
-    return None if value is None else str(value)
-
-
-def _as_money(value) -> str | None:
-    return None if value is None else money_text(value)
-
-
-def _as_time(value) -> str | None:
-    return None if value is None else time_text(value)
-
-
-def _as_dict(value: dict | None) -> dict | None:
-    return None if value is None else {str(key): item for key, item in value.items()}
-
-
-def _as_tier(tier: dict | None) -> dict | None:
-    return None if tier is None else {"code": _as_str(tier["code"]), "name": _as_str(tier["name"])}
 
 
 # ---- view ---------------------------------------------------------------------------------------
@@ -217,7 +160,6 @@ class PurchaseBatchApi(APIView):
         results = purchases_record_batch(
             items=items, now=timezone.now(), bound_store_id=request.auth.store_id,
             partner_account=request.auth.partner_account, refused=refused)
-        currency = program_settings_get().currency
         rows = []
         for result in results:
             raw = batch.validated_data["purchases"][result.index]
@@ -228,7 +170,7 @@ class PurchaseBatchApi(APIView):
             elif result.status == "error":
                 row["error"] = _error(result.error)
             else:
-                row["purchase"] = _purchase(result, currency=currency)
+                row["purchase"] = _purchase(result)
             rows.append(row)
         counts = {"created": 0, "duplicate": 0, "error": 0}
         for row in rows:
