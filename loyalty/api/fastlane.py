@@ -19,7 +19,6 @@ so it is not counted twice). The fast lane therefore never answers anything but 
 and message comes from the one DRF implementation. ``API_FAST_LANE=false`` turns it off.
 """
 
-import functools
 import io
 import json
 import logging
@@ -30,7 +29,6 @@ from django.core import signals
 from django.core.handlers.wsgi import WSGIRequest
 from django.db import connection, connections, transaction
 from django.utils import timezone, translation
-from psycopg.types.json import Jsonb
 from rest_framework.utils.encoders import JSONEncoder
 
 from loyalty.api.auth import api_client_touch, api_client_verify
@@ -38,7 +36,7 @@ from loyalty.api.idempotency import HEADER, fingerprint_of
 from loyalty.api.lookups import store_for
 from loyalty.api.plain import plain_purchase
 from loyalty.api.throttling import COUNTED, auth_failures_check, client_rate_check
-from loyalty.db import hot_fetch
+from loyalty.db import hot_fetch, insert_row
 from loyalty.exceptions import LoyaltyError
 from loyalty.models import IdempotencyRecord, IdempotencyState, Scope
 from loyalty.services.ledger import MemberRef
@@ -148,17 +146,10 @@ def _refuse(constant: str):
 def _answer_keep(*, client, key: str, fingerprint: str, text: str) -> bool:
     """Store the 201 (``text``: its JSON) as the key's idempotency record, in the write's transaction; False when
     the key has one (a request with this key the lane did not see, maybe still running: Django answers it)."""
-    return bool(hot_fetch(_answer_sql(), [client.pk, key, fingerprint, IdempotencyState.DONE, 201,
-                                          Jsonb(text, dumps=str), timezone.now()]))  # text is JSON already
-
-
-@functools.cache
-def _answer_sql() -> str:
-    q = connection.ops.quote_name
-    columns = ", ".join(q(IdempotencyRecord._meta.get_field(name).column)
-                        for name in ("client", "key", "fingerprint", "state", "status_code", "body", "created_at"))
-    return (f"INSERT INTO {q(IdempotencyRecord._meta.db_table)} ({columns}) VALUES (%s, %s, %s, %s, %s, %s, %s) "
-            "ON CONFLICT DO NOTHING RETURNING id")
+    sql, params = insert_row(IdempotencyRecord, {
+        "client_id": client.pk, "key": key, "fingerprint": fingerprint, "state": IdempotencyState.DONE,
+        "status_code": 201}, refs={"body": ("%s::jsonb", [text])}, source=None)
+    return bool(hot_fetch(f"{sql} ON CONFLICT DO NOTHING RETURNING id", params))
 
 
 def _headers(request: WSGIRequest, language: str, length: int) -> list[tuple[str, str]]:
