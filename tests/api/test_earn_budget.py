@@ -161,7 +161,9 @@ def _run(scenario: dict, *, member, store, now):
     )
 
 
-def _rows(member, purchase) -> dict:
+def ledger_rows(member, purchases=None) -> dict:
+    """The rows earning wrote for ``member`` (its purchases, or only ``purchases``), without what differs by
+    nature between two members given the same purchases: ids, keys, order numbers, times of writing."""
     skip = {"id", "created_at", "updated_at", "member_id", "purchase_id", "transfer_id", "account_id",
             "credit_account_id", "debit_account_id", "idempotency_key", "fingerprint", "key", "external_id", "refund_id", "reverses_id"}
 
@@ -174,8 +176,9 @@ def _rows(member, purchase) -> dict:
         return [{k: strip(v) for k, v in row.items() if k not in skip} for row in rows]
 
     transfers = Transfer.objects.filter(member=member).order_by("pk")
+    purchases = Purchase.objects.filter(member=member) if purchases is None else purchases
     return {
-        "purchase": clean(Purchase.objects.filter(pk=purchase.pk).values()),
+        "purchase": clean(purchases.order_by("pk").values()),
         "transfers": clean(transfers.values()),
         "credit_kinds": list(transfers.values_list("credit_account__kind", "debit_account__kind")),
         "lots": clean(Lot.objects.filter(transfer__member=member).order_by("pk").values()),
@@ -183,8 +186,11 @@ def _rows(member, purchase) -> dict:
             "kind", "credits_posted", "debits_posted")),
         "events": clean(Event.objects.filter(member=member).exclude(type="member.created").order_by("pk").values()),
         "tier": list(MemberTier.objects.filter(member=member).values_list("tier__code", flat=True)),
-        "balance": purchase.points_balance,
     }
+
+
+def _rows(member, purchase) -> dict:
+    return {**ledger_rows(member, Purchase.objects.filter(pk=purchase.pk)), "balance": purchase.points_balance}
 
 
 @requires_postgres

@@ -24,9 +24,7 @@ from loyalty.api.purchases import PurchaseOutputSerializer, purchase_data, tier_
 from loyalty.api.throttling import window_count
 from loyalty.models import (
     ApiClient,
-    Event,
     IdempotencyRecord,
-    Lot,
     MemberTier,
     Purchase,
     Scope,
@@ -36,7 +34,7 @@ from loyalty.services import purchase_record
 from loyalty.services.api_clients import api_client_create
 from members.models import Member, MemberStatus
 from tests.api.conftest import purchase_body
-from tests.api.test_earn_budget import realistic_program
+from tests.api.test_earn_budget import ledger_rows, realistic_program
 from tests.conftest import requires_postgres
 from tests.factories import MemberFactory, StoreFactory
 from tests.loyalty.test_concurrency import run_concurrently
@@ -116,23 +114,6 @@ def twin_members(tiers) -> tuple[Member, Member]:
     return pair
 
 
-def written(member: Member) -> dict:
-    """The rows an earn wrote for ``member``, without what differs by nature (ids, keys, times of writing)."""
-    skip = {"id", "member", "member_id", "external_id", "idempotency_key", "fingerprint", "created_at", "updated_at",
-            "purchase", "purchase_id", "transfer", "transfer_id", "account", "account_id", "credit_account",
-            "credit_account_id", "key"}
-
-    def rows(queryset):
-        return [{k: v for k, v in row.items() if k not in skip} for row in queryset.order_by("pk").values()]
-
-    purchases = Purchase.objects.filter(member=member)
-    events = [{**e, "payload": {k: v for k, v in e["payload"].items() if k not in ("purchase", "external_id")}}
-              for e in rows(Event.objects.filter(member=member, type__startswith="points."))]
-    return {"purchases": rows(purchases), "transfers": rows(Transfer.objects.filter(member=member)),
-            "lots": rows(Lot.objects.filter(transfer__member=member)), "events": events,
-            "balance": member.accounts.get(kind="MEMBER_POINTS").credits_posted}
-
-
 def masked(answer: dict) -> dict:
     return {k: v for k, v in answer.items() if k not in ("id", "member", "external_id")}
 
@@ -152,7 +133,7 @@ def test_a_plain_earn_is_answered_and_written_exactly_as_the_drf_view_does(setup
         assert answer["breakdown_lines"][-1].startswith("合计") or "积分" in "".join(answer["breakdown_lines"])
         del headers["Content-Length"], d_headers["Content-Length"]
         assert headers == d_headers
-    assert written(fast_member) == written(drf_member)
+    assert ledger_rows(fast_member) == ledger_rows(drf_member)
     fast_records = IdempotencyRecord.objects.filter(key__startswith="fast-").order_by("key")
     drf_records = IdempotencyRecord.objects.filter(key__startswith="drf-").order_by("key")
     assert [(r.state, r.status_code, masked(r.body)) for r in fast_records] == \
