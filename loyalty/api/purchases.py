@@ -162,17 +162,20 @@ def purchase_coupons(purchase: Purchase) -> list[dict]:
     return [{"code": c.code, "discount": c.discount or Decimal("0.00")} for c in coupons.order_by("redeemed_at", "pk")]
 
 
-def purchase_data(purchase: Purchase, *, preview: bool = False, coupons: bool = True) -> dict:
+def purchase_data(purchase: Purchase, *, preview: bool = False, coupons: bool = True, currency: str | None = None
+                  ) -> dict:
     """The API's purchase: what ``PurchaseOutputSerializer`` (the documented schema) gives, built directly — the
     serializer's field copies cost more than the rest of an earn's Python (a test keeps the two identical).
 
-    ``coupons=False`` when no coupon was given (a plain earn): saves the look-up."""
+    ``coupons=False`` when no coupon was given (a plain earn): saves the look-up. ``currency``: the program's,
+    when the caller has it (a batch answers a thousand purchases)."""
     change = getattr(purchase, "tier_change", None)
     balance = getattr(purchase, "points_balance", None)  # known to a write; looked up for a read or a replay
     if balance is None:
         balance = member_points_summary(member=purchase.member, now=timezone.now()).balance
-    config = config_snapshot_last()
-    currency = config.program.currency if config is not None else program_settings_get().currency
+    if currency is None:
+        config = config_snapshot_last()
+        currency = config.program.currency if config is not None else program_settings_get().currency
     breakdown = purchase.earn_breakdown or {}
     return {
         "id": None if preview else purchase.pk, "member": purchase.member_id, "store": purchase.store.code,

@@ -26,6 +26,7 @@ from loyalty.api.purchases import (
     purchase_data,
 )
 from loyalty.models import Scope
+from loyalty.services import program_settings_get
 from loyalty.services.purchases_batch import MAX_ITEMS, BatchResult, gc_paused, purchases_record_batch
 
 # ---- input and output ---------------------------------------------------------------------------
@@ -86,11 +87,11 @@ def _error(exc) -> dict:
     return api_exception_handler(exc, {}).data["error"]
 
 
-def _purchase(result: BatchResult) -> dict:
+def _purchase(result: BatchResult, *, currency: str) -> dict:
     """The purchase as the single endpoint answers it (``purchase_data``), with the batch's balance."""
     purchase = result.purchase
     purchase.points_balance = result.points_balance or 0
-    return purchase_data(purchase, coupons=bool(purchase.coupon_discount))
+    return purchase_data(purchase, coupons=bool(purchase.coupon_discount), currency=currency)
 
 
 def batch_answer(answer: dict) -> dict:
@@ -160,7 +161,7 @@ class PurchaseBatchApi(APIView):
         results = purchases_record_batch(
             items=items, now=timezone.now(), bound_store_id=request.auth.store_id,
             partner_account=request.auth.partner_account, refused=refused)
-        rows = []
+        currency, rows = program_settings_get().currency, []
         for result in results:
             raw = batch.validated_data["purchases"][result.index]
             row = {"index": result.index, "status": result.status, "purchase": None, "error": None,
@@ -170,7 +171,7 @@ class PurchaseBatchApi(APIView):
             elif result.status == "error":
                 row["error"] = _error(result.error)
             else:
-                row["purchase"] = _purchase(result)
+                row["purchase"] = _purchase(result, currency=currency)
             rows.append(row)
         counts = {"created": 0, "duplicate": 0, "error": 0}
         for row in rows:

@@ -3,7 +3,10 @@
 import itertools
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 
+from loyalty import config
 from loyalty.models import Event, Purchase, Scope, Transfer
 from members.models import Member, MemberStatus
 from tests.api.conftest import api_for, purchase_body
@@ -38,6 +41,18 @@ def test_batch_records_each_item(api, shop, buyer):
     assert second["purchase"]["points_balance"] == 150  # the balance just after that item
     assert Purchase.objects.filter(member=buyer).count() == 2
     assert Event.objects.filter(type="points.earned", member=buyer).count() == 2
+
+
+def test_the_answer_costs_no_statement_per_item(api, shop, buyer, monkeypatch):
+    """With no configuration cached (as in a new process), 5 and 50 purchases cost the same statements."""
+    counts = []
+    for size in (5, 5, 50):  # the first warms what a process keeps (the API client)
+        monkeypatch.setattr(config, "_cached", None)  # as in a new process: no configuration cached
+        with CaptureQueriesContext(connection) as captured:
+            response = post(api, {"purchases": [item(f"N{len(counts)}-{i}") for i in range(size)]})
+        assert response.status_code == 200 and response.json()["created"] == size, response.content
+        counts.append(len(captured.captured_queries))
+    assert counts[2] <= counts[1] + 2, counts  # not one per purchase (SQLite splits a bulk insert by its 999 parameters)
 
 
 def test_duplicates_report_the_original_and_apply_nothing_twice(api, shop, buyer):
